@@ -1,0 +1,36 @@
+# The two commands of the README: `make run` and `make test`.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+MEDIAPIPE := mediapipe==1.2.2
+SOURCE  ?= demo
+
+.PHONY: run test lint clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.edge: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e '.[edge]'
+	$(BIN)/pip install -q --no-deps $(MEDIAPIPE)
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.edge
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+/usr/sbin/mosquitto:
+	command -v mosquitto >/dev/null || (apt-get update -q && apt-get install -y -q mosquitto)
+
+run: $(VENV)/.edge
+	$(BIN)/fer-edge run --source $(SOURCE)
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check edge trainer tests
+
+test: $(VENV)/.dev /usr/sbin/mosquitto lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV)

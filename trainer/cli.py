@@ -1,0 +1,143 @@
+"""fer-trainer: fit, evaluate, quantize. User mistakes print one line and exit 2."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edge.errors import UserError
+
+app = typer.Typer(help="Train, evaluate and quantize FER-2013 emotion models.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+
+DATA_HELP = "FER-2013 CSV (plain or .gz) or image-folder root (train/<class>/...); default $FER_DATA or ./fer2013.csv"
+Data = Annotated[Path | None, typer.Option("--data", help=DATA_HELP)]
+Labels = Annotated[str, typer.Option(help="fer2013, ferplus (majority vote) or ferplus-soft (vote shares)")]
+
+
+@app.callback()
+def main() -> None:
+    """Train, evaluate and quantize FER-2013 emotion models."""
+
+
+def default_data(data: Path | None) -> Path:
+    if data is not None:
+        return data
+    if "FER_DATA" in os.environ:
+        return Path(os.environ["FER_DATA"])
+    candidates = [Path("fer2013.csv"), Path("fer2013.csv.gz"), Path("data/fer2013.csv"), Path("data/fer2013.csv.gz")]
+    return next((p for p in candidates if p.exists()), candidates[0])
+
+
+def fail(message: str) -> None:
+    typer.echo(f"fer-trainer: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def fit(
+    data: Data = None,
+    arch: Annotated[str, typer.Option(help="cnn, tutorial or mobilenet")] = "cnn",
+    labels: Labels = "fer2013",
+    epochs: int = 40,
+    batch_size: int = 64,
+    learning_rate: Annotated[float, typer.Option("--lr", "--learning-rate")] = 1e-3,
+    schedule: Annotated[str, typer.Option(help="cosine (with one warm-up epoch) or constant")] = "cosine",
+    label_smoothing: float = 0.1,
+    augment: Annotated[str, typer.Option(help="none, tutorial or strong")] = "tutorial",
+    width: Annotated[float, typer.Option(help="channel multiplier (cnn) or MobileNet alpha")] = 1.0,
+    input_size: Annotated[int, typer.Option(help="mobilenet: input side inside the model")] = 96,
+    run_dir: Annotated[Path | None, typer.Option(help="output directory; default runs/<arch>")] = None,
+    resume: Annotated[bool, typer.Option(help="continue an interrupted run from its backup/")] = False,
+    strategy: Annotated[str, typer.Option(help="default, mirrored (all local GPUs) or multi-worker")] = "default",
+    seed: int = 42,
+    limit: Annotated[int, typer.Option(help="use only N Training and N PublicTest faces (smoke runs)")] = 0,
+) -> None:
+    """Train on Training, keep the best checkpoint by PublicTest accuracy."""
+    from trainer.fit import FitOptions
+    from trainer.fit import fit as run_fit
+
+    choices = {"labels": (labels, ("fer2013", "ferplus", "ferplus-soft")),
+               "schedule": (schedule, ("cosine", "constant")), "augment": (augment, ("none", "tutorial", "strong")),
+               "strategy": (strategy, ("default", "mirrored", "multi-worker")),
+               "arch": (arch, ("cnn", "tutorial", "mobilenet"))}
+    for name, (value, allowed) in choices.items():
+        if value not in allowed:
+            fail(f"--{name}: expected one of {', '.join(allowed)}, got {value!r}")
+    for name, value, low, high in (("epochs", epochs, 1, 10_000), ("batch-size", batch_size, 1, 65_536),
+                                   ("lr", learning_rate, 1e-7, 10.0)):
+        if not low <= value <= high:
+            fail(f"--{name}: expected {low}-{high}, got {value}")
+    try:
+        options = FitOptions(
+            data=default_data(data), run_dir=run_dir or Path("runs") / arch, arch=arch, labels=labels,
+            epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, schedule=schedule,
+            label_smoothing=label_smoothing, augment=augment, width=width, input_size=input_size,
+            strategy=strategy, seed=seed, limit=limit, resume=resume,
+        )
+        best = run_fit(options)
+    except (UserError, ValueError) as exc:
+        fail(str(exc))
+    typer.echo(f"best checkpoint: {best}")
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Argument(help=".keras checkpoint or int8 .tflite (with its manifest beside it)")],
+    data: Data = None,
+    split: Annotated[str, typer.Option(help="Training, PublicTest or PrivateTest")] = "PublicTest",
+    labels: Labels = "fer2013",
+    out_dir: Annotated[Path | None, typer.Option(help="folder for report and PNG; default: beside MODEL")] = None,
+) -> None:
+    """Accuracy, macro-F1, per-class precision/recall/F1, confusion matrix (PNG) and a JSON report."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from trainer import data as fer_data
+    from trainer.evaluate import confusion_png, predict, score
+
+    if split not in fer_data.SPLITS:
+        fail(f"--split: expected one of {', '.join(fer_data.SPLITS)}, got {split!r}")
+    try:
+        faces = fer_data.load(default_data(data), labels).split(split)
+        report = score(str(model), split, faces.labels, predict(model, faces.images).argmax(axis=1))
+    except UserError as exc:
+        fail(str(exc))
+    out_dir = out_dir or model.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{model.stem}_{split}"
+    (out_dir / f"{stem}.json").write_text(report.to_json())
+    confusion_png(report, out_dir / f"{stem}_confusion.png")
+
+    table = Table(title=f"{model.name} on {split}: accuracy {report.accuracy:.2%}, macro-F1 {report.macro_f1:.4f}")
+    for column in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(column, justify="right")
+    for label, scores in report.per_class.items():
+        table.add_row(label, f"{scores.precision:.3f}", f"{scores.recall:.3f}", f"{scores.f1:.3f}", str(scores.support))
+    Console().print(table)
+    typer.echo(f"report: {out_dir / stem}.json, confusion matrix: {out_dir / stem}_confusion.png")
+
+
+@app.command()
+def quantize(
+    run_dir: Annotated[Path, typer.Option(help="the run directory written by fit")] = Path("runs/cnn"),
+    data: Data = None,
+    out: Annotated[Path | None, typer.Option(help="output .tflite; default <run-dir>/fer_<arch>_int8.tflite")] = None,
+    calibration_faces: int = 300,
+) -> None:
+    """Full-integer int8 TFLite model + manifest, with float-vs-int8 agreement on PublicTest and PrivateTest."""
+    from trainer.quantize import QuantizeOptions
+    from trainer.quantize import quantize as run_quantize
+
+    try:
+        path, comparison = run_quantize(QuantizeOptions(run_dir=run_dir, data=default_data(data), out=out,
+                                                        calibration_faces=calibration_faces))
+    except UserError as exc:
+        fail(str(exc))
+    for split, figures in comparison.items():
+        typer.echo(f"{split}: float {figures['float_accuracy']:.2%}, int8 {figures['int8_accuracy']:.2%}, "
+                   f"identical predictions {figures['identical_predictions']:.2%}")
+    typer.echo(f"model: {path} ({path.stat().st_size:,} bytes), manifest: {path.with_suffix('.json')}")

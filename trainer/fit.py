@@ -1,0 +1,184 @@
+"""Training: strategy, compile, callbacks (best checkpoint, backup for --resume, CSV history, curves)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import keras
+import numpy as np
+import tensorflow as tf
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from edge.errors import UserError
+from trainer import data as fer_data
+from trainer.models import ModelOptions, build
+
+Strategy = Literal["default", "mirrored", "multi-worker"]
+Schedule = Literal["cosine", "constant"]
+
+
+@dataclass(frozen=True, slots=True)
+class FitOptions:
+    data: Path
+    run_dir: Path
+    arch: str = "cnn"
+    labels: fer_data.LabelMode = "fer2013"
+    epochs: int = 40
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    schedule: Schedule = "cosine"
+    warmup_epochs: int = 1
+    label_smoothing: float = 0.1
+    augment: Literal["none", "tutorial", "strong"] = "tutorial"
+    width: float = 1.0
+    input_size: int = 96
+    strategy: Strategy = "default"
+    seed: int = 42
+    limit: int = 0  # use only this many Training/PublicTest faces (0: all); for smoke runs
+    resume: bool = False
+
+
+def make_strategy(name: Strategy) -> tf.distribute.Strategy:
+    """default: one device; mirrored: all local GPUs; multi-worker: hosts listed in TF_CONFIG."""
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi-worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def learning_rate(options: FitOptions, steps_per_epoch: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    if options.schedule == "constant":
+        return options.learning_rate
+    total = options.epochs * steps_per_epoch
+    warmup = min(options.warmup_epochs * steps_per_epoch, total - 1)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=options.learning_rate * (0.1 if warmup else 1.0),
+        decay_steps=total - warmup,
+        warmup_target=options.learning_rate if warmup else None,
+        warmup_steps=warmup,
+        alpha=0.01,
+    )
+
+
+def fit(options: FitOptions) -> Path:
+    """Train and return the path of the best checkpoint (by PublicTest accuracy)."""
+    run_dir = options.run_dir
+    backup_dir = run_dir / "backup"
+    if run_dir.exists() and any(run_dir.iterdir()) and not options.resume:
+        raise UserError(f"{run_dir}: run directory is not empty; pass --resume to continue it or choose another")
+    if options.resume and not backup_dir.exists():
+        raise UserError(f"{run_dir}: nothing to resume (no backup/ from an earlier run)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(options.seed)
+
+    dataset = fer_data.load(options.data, options.labels)
+    train, val = dataset.split("Training"), dataset.split("PublicTest")
+    if options.limit:
+        train, val = train.take(options.limit, options.seed), val.take(options.limit, options.seed)
+    (run_dir / "run.json").write_text(json.dumps(asdict(options) | {"source": dataset.source}, default=str, indent=2))
+
+    strategy = make_strategy(options.strategy)
+    batch_size = options.batch_size * strategy.num_replicas_in_sync
+    train_ds = fer_data.as_tf_dataset(train, batch_size, train=True, seed=options.seed, augment=options.augment)
+    val_ds = fer_data.as_tf_dataset(val, batch_size, train=False)
+    steps_per_epoch = len(train) // batch_size
+    if steps_per_epoch < 1:
+        raise UserError(f"{options.data}: {len(train)} Training faces is fewer than one batch of {batch_size}")
+
+    with strategy.scope():
+        model = build(options.arch, ModelOptions(width=options.width, input_size=options.input_size))
+        model.compile(
+            optimizer=keras.optimizers.AdamW(learning_rate(options, steps_per_epoch), weight_decay=1e-4),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=options.label_smoothing),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        )
+
+    best_path = run_dir / "best.keras"
+    history_path = run_dir / "history.csv"
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(backup_dir), double_checkpoint=True, delete_checkpoint=False),
+        keras.callbacks.ModelCheckpoint(
+            str(best_path), monitor="val_accuracy", mode="max", save_best_only=True,
+            initial_value_threshold=_best_so_far(history_path),
+        ),
+        keras.callbacks.CSVLogger(str(history_path), append=options.resume),
+        CurvesCallback(history_path, run_dir / "curves.png"),
+        RichProgress(options.epochs, steps_per_epoch),
+    ]
+    model.fit(train_ds, validation_data=val_ds, epochs=options.epochs, callbacks=callbacks, verbose=0)
+    return best_path
+
+
+def _best_so_far(history_path: Path) -> float | None:
+    if not history_path.exists():
+        return None
+    with open(history_path) as handle:
+        scores = [float(row["val_accuracy"]) for row in csv.DictReader(handle) if row.get("val_accuracy")]
+    return max(scores) if scores else None
+
+
+class RichProgress(keras.callbacks.Callback):
+    """One rich progress bar for the epoch's batches, and a line per finished epoch."""
+
+    def __init__(self, epochs: int, steps: int) -> None:
+        super().__init__()
+        self.epochs, self.steps = epochs, steps
+        self.progress = Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(),
+                                 MofNCompleteColumn(), TextColumn("{task.fields[metrics]}"), TimeRemainingColumn())
+        self.task = None
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.progress.start()
+        self.task = self.progress.add_task("fit", total=self.steps, epoch=f"{epoch + 1}/{self.epochs}", metrics="")
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        shown = " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items())
+        self.progress.update(self.task, completed=batch + 1, metrics=shown)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.progress.remove_task(self.task)
+        self.progress.stop()
+        shown = " ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items() if k != "learning_rate")
+        self.progress.console.print(f"epoch {epoch + 1}/{self.epochs} {shown}")
+
+
+class CurvesCallback(keras.callbacks.Callback):
+    """Redraw loss/accuracy curves from history.csv after every epoch, so an interrupted run has them too."""
+
+    def __init__(self, history_path: Path, png_path: Path) -> None:
+        super().__init__()
+        self.history_path, self.png_path = history_path, png_path
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.history_path.exists():
+            plot_curves(self.history_path, self.png_path)
+
+
+def plot_curves(history_path: Path, png_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(history_path) as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return
+    epochs = np.arange(1, len(rows) + 1)
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        for prefix, label in (("", "Training"), ("val_", "PublicTest")):
+            values = [float(r[prefix + metric]) if r.get(prefix + metric) else math.nan for r in rows]
+            axis.plot(epochs, values, label=label)
+        axis.set_xlabel("epoch")
+        axis.set_title(metric)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(png_path, dpi=100)
+    plt.close(figure)

@@ -1,0 +1,100 @@
+"""Architectures by name. Every model takes raw 0-255 grey pixels (48, 48, 1); scaling is its first layer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+from keras import layers
+
+INPUT_SHAPE = (48, 48, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelOptions:
+    num_classes: int = 7
+    width: float = 1.0  # channel multiplier (cnn) or MobileNet alpha
+    input_size: int = 96  # mobilenet only: faces are resized to this inside the model
+    dropout: float = 0.4
+
+    def __post_init__(self) -> None:
+        if not 0.1 <= self.width <= 4.0:
+            raise ValueError(f"width: expected 0.1-4.0, got {self.width}")
+        if not 32 <= self.input_size <= 224:
+            raise ValueError(f"input_size: expected 32-224, got {self.input_size}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout: expected 0-1, got {self.dropout}")
+
+
+def tutorial(options: ModelOptions) -> keras.Model:
+    """The seed tutorial's CNN, layer for layer: our baseline."""
+    return keras.Sequential(
+        [
+            keras.Input(INPUT_SHAPE),
+            layers.Rescaling(1 / 255),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Dropout(0.25),
+            layers.Conv2D(128, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(128, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Dropout(0.25),
+            layers.Flatten(),
+            layers.Dense(1024, activation="relu"),
+            layers.Dropout(0.5),
+            layers.Dense(options.num_classes, activation="softmax"),
+        ],
+        name="tutorial",
+    )
+
+
+def cnn(options: ModelOptions) -> keras.Model:
+    """A VGG-style CNN: four stages of two 3×3 conv + BN + ReLU, each halving the resolution."""
+    inputs = keras.Input(INPUT_SHAPE)
+    x = layers.Rescaling(1 / 255)(inputs)
+    for stage, filters in enumerate((32, 64, 128, 256)):
+        channels = max(8, int(filters * options.width))
+        for conv in range(2):
+            x = layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"stage{stage}_conv{conv}")(x)
+            x = layers.BatchNormalization(name=f"stage{stage}_bn{conv}")(x)
+            x = layers.ReLU(name=f"stage{stage}_relu{conv}")(x)
+        x = layers.MaxPooling2D(2, name=f"stage{stage}_pool")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(options.dropout)(x)
+    outputs = layers.Dense(options.num_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="cnn")
+
+
+def mobilenet(options: ModelOptions) -> keras.Model:
+    """MobileNetV2 from scratch (no downloaded weights), grey input resized to `input_size` inside the model."""
+    inputs = keras.Input(INPUT_SHAPE)
+    x = layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
+    if options.input_size != INPUT_SHAPE[0]:
+        x = layers.Resizing(options.input_size, options.input_size, interpolation="bilinear")(x)
+    backbone = keras.applications.MobileNetV2(
+        input_shape=(options.input_size, options.input_size, 1),
+        alpha=options.width,
+        include_top=False,
+        weights=None,
+    )
+    x = backbone(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(options.dropout)(x)
+    outputs = layers.Dense(options.num_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name=f"mobilenet_v2_{options.width:g}_{options.input_size}")
+
+
+ARCHITECTURES: dict[str, Callable[[ModelOptions], keras.Model]] = {
+    "cnn": cnn,
+    "tutorial": tutorial,
+    "mobilenet": mobilenet,
+}
+
+
+def build(arch: str, options: ModelOptions) -> keras.Model:
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"arch: expected one of {', '.join(ARCHITECTURES)}, got {arch!r}")
+    return ARCHITECTURES[arch](options)

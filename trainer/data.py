@@ -6,6 +6,7 @@ Splits keep FER-2013's names: Training (fit), PublicTest (model selection), Priv
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import io
 from collections.abc import Iterator
@@ -70,7 +71,7 @@ def load(path: Path, labels: LabelMode = "fer2013", ferplus: Path | None = None)
         if labels != "fer2013":
             raise UserError(f"{path}: --labels {labels} needs the FER-2013 CSV, not an image folder")
         return _load_folder(path)
-    images, targets, usage = _read_csv(path)
+    images, targets, usage = _read_csv(path.resolve(), path.stat().st_mtime_ns)
     if labels != "fer2013":
         ferplus = ferplus or path.with_name("ferplus_labels.csv")
         targets, keep = _read_ferplus(ferplus, len(images), soft=labels == "ferplus-soft")
@@ -83,7 +84,9 @@ def _open_text(path: Path) -> io.TextIOBase:
     return gzip.open(path, "rt", newline="") if path.suffix == ".gz" else open(path, newline="")
 
 
-def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+@functools.lru_cache(maxsize=2)
+def _read_csv(path: Path, mtime_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Parsed once per file version and process (the full CSV takes ~10 s); callers never mutate the arrays."""
     images, label_ids, usage = [], [], []
     try:
         with _open_text(path) as handle:

@@ -56,7 +56,27 @@ def agreement(float_scores: np.ndarray, int8_scores: np.ndarray) -> float:
     return float(np.mean(float_scores.argmax(axis=1) == int8_scores.argmax(axis=1)))
 
 
+def export_int8(model, calibration: np.ndarray, out: Path, run: dict) -> Manifest:
+    """Write the full-integer model to `out` and its manifest beside it; refuse models with float tensors left."""
+    tflite = convert_int8(model, calibration)
+    leftovers = float_tensors(tflite)
+    if leftovers:
+        raise UserError(f"int8 conversion left {len(leftovers)} float tensors, e.g. {', '.join(leftovers[:3])}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(tflite)
+    manifest = Manifest(
+        name=out.stem, labels=FER2013_LABELS, input=InputSpec(scale=1.0, offset=0.0), sha256=sha256_of(out),
+        architecture=f"{run['arch']} ({model.name}, width {run['width']}, {model.count_params():,} parameters)",
+        trained_on=f"FER-2013 Training, labels {run['labels']}, {run['epochs']} epochs, seed {run['seed']}",
+        extra={"quantization": "int8", "calibration": f"{len(calibration)} Training faces",
+               "size_bytes": out.stat().st_size},
+    )
+    manifest_path(out).write_text(manifest.to_json())
+    return manifest
+
+
 def quantize(options: QuantizeOptions) -> tuple[Path, dict]:
+    """Export the run's best checkpoint as int8 and record int8 metrics and float-vs-int8 agreement."""
     import keras
 
     best = options.run_dir / "best.keras"
@@ -67,21 +87,8 @@ def quantize(options: QuantizeOptions) -> tuple[Path, dict]:
     model = keras.models.load_model(best)
     dataset = fer_data.load(options.data)
     calibration = dataset.split("Training").take(options.calibration_faces, options.seed).images
-
-    tflite = convert_int8(model, calibration)
-    leftovers = float_tensors(tflite)
-    if leftovers:
-        raise UserError(f"int8 conversion left {len(leftovers)} float tensors, e.g. {', '.join(leftovers[:3])}")
     out = options.out or options.run_dir / f"fer_{run['arch']}_int8.tflite"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(tflite)
-    manifest = Manifest(
-        name=out.stem, labels=FER2013_LABELS, input=InputSpec(scale=1.0, offset=0.0), sha256=sha256_of(out),
-        architecture=f"{run['arch']} ({model.name}, width {run['width']}, {model.count_params():,} parameters)",
-        trained_on=f"FER-2013 Training, labels {run['labels']}, {run['epochs']} epochs, seed {run['seed']}",
-        extra={"quantization": "int8", "calibration": f"{len(calibration)} Training faces"},
-    )
-    manifest_path(out).write_text(manifest.to_json())
+    manifest = export_int8(model, calibration, out, run)
 
     metrics, comparison = {}, {}
     for split_name in ("PublicTest", "PrivateTest"):
@@ -91,8 +98,7 @@ def quantize(options: QuantizeOptions) -> tuple[Path, dict]:
         int8_report = score(str(out), split_name, split.labels, int8_scores.argmax(axis=1))
         metrics[split_name] = int8_report.summary()
         comparison[split_name] = _comparison(float_report, int8_report, agreement(float_scores, int8_scores))
-    final = replace(manifest, metrics=metrics,
-                    extra=manifest.extra | {"float_vs_int8": comparison, "size_bytes": out.stat().st_size})
+    final = replace(manifest, metrics=metrics, extra=manifest.extra | {"float_vs_int8": comparison})
     manifest_path(out).write_text(final.to_json())
     return out, comparison
 

@@ -1,0 +1,116 @@
+"""FER-2013 loading: CSV (plain and .gz), image folders, FER+ votes, and the tf.data pipeline."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.errors import UserError
+from edge.manifest import FER2013_LABELS
+from tests.shared import shared_path
+from trainer import data
+
+
+def test_csv_subset_keeps_splits_apart(fer_small: Path) -> None:
+    dataset = data.load(fer_small)
+    sizes = {name: len(split) for name, split in dataset.splits.items()}
+    assert sizes == {"Training": 512, "PublicTest": 200, "PrivateTest": 200}
+    train = dataset.split("Training")
+    assert train.images.shape == (512, 48, 48) and train.images.dtype == np.uint8
+    assert set(np.unique(train.labels)) <= set(range(7))
+
+
+def test_gzip_reads_like_plain(fer_small: Path, tmp_path: Path) -> None:
+    packed = tmp_path / "fer.csv.gz"
+    with open(fer_small, "rb") as source, gzip.open(packed, "wb") as target:
+        shutil.copyfileobj(source, target)
+    plain, gz = data.load(fer_small).split("PublicTest"), data.load(packed).split("PublicTest")
+    np.testing.assert_array_equal(plain.images, gz.images)
+    np.testing.assert_array_equal(plain.labels, gz.labels)
+
+
+def test_image_folders_with_mixed_case_classes(fer_small: Path, tmp_path: Path) -> None:
+    source = data.load(fer_small)
+    for folder, split in (("train", "Training"), ("test", "PrivateTest")):
+        faces = source.split(split).take(40)
+        for index, (image, label) in enumerate(zip(faces.images, faces.labels, strict=True)):
+            class_dir = tmp_path / folder / FER2013_LABELS[label].capitalize()
+            class_dir.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(class_dir / f"{index}.png"), image)
+    loaded = data.load(tmp_path)
+    train = loaded.split("Training")
+    assert len(train) == 40
+    assert sorted(train.labels.tolist()) == sorted(source.split("Training").take(40).labels.tolist())
+    assert len(loaded.split("PublicTest")) == 40  # test/ doubles as validation in the tutorials' layout
+
+
+def test_ferplus_soft_labels_drop_non_faces(tmp_path: Path) -> None:
+    rows = 400
+    csv_path, votes_path = tmp_path / "fer.csv", tmp_path / "ferplus_labels.csv"
+    with gzip.open(shared_path("data", "fer2013.csv.gz"), "rt") as source:
+        csv_path.write_text("".join(source.readline() for _ in range(rows + 1)))
+    with open(shared_path("data", "ferplus_labels.csv")) as source:
+        lines = [source.readline() for _ in range(rows + 1)]
+    votes_path.write_text("".join(lines))
+    non_faces = sum(1 for line in lines[1:] if line.split(",")[1] == "")
+    soft = data.load(csv_path, labels="ferplus-soft")
+    majority = data.load(csv_path, labels="ferplus")
+    kept = sum(len(s) for s in soft.splits.values())
+    assert non_faces > 0 and kept <= rows - non_faces
+    targets = soft.split("Training").targets
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, rtol=1e-5)
+    assert (targets.max(axis=1) < 1).any(), "soft labels should spread votes"
+    np.testing.assert_array_equal(majority.split("Training").labels, soft.split("Training").labels)
+
+
+def _csv(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "bad.csv"
+    path.write_text("emotion,pixels,Usage\n" + body)
+    return path
+
+
+PIXELS = " ".join(["128"] * 2304)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (f"0,{PIXELS},Training\n3,{PIXELS}\n", "row 3: expected 3 fields"),
+        (f"0,{' '.join(['1'] * 2300)},Training\n", "row 2: pixels: expected 2304 values, got 2300"),
+        (f"9,{PIXELS},Training\n", "row 2: emotion: expected an integer 0-6, got '9'"),
+        (f"0,{PIXELS},Validation\n", "row 2: Usage: expected one of Training, PublicTest, PrivateTest"),
+        (f"0,{' '.join(['300'] * 2304)},Training\n", "row 2: pixels: expected integers 0-255"),
+    ],
+    ids=["fields", "pixel-count", "emotion", "usage", "pixel-range"],
+)
+def test_malformed_rows_name_the_row(tmp_path: Path, body: str, message: str) -> None:
+    path = _csv(tmp_path, body)
+    with pytest.raises(UserError, match=message) as error:
+        data.load(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_unknown_class_folder(tmp_path: Path) -> None:
+    (tmp_path / "train" / "bored").mkdir(parents=True)
+    with pytest.raises(UserError, match="unknown class folder 'bored'"):
+        data.load(tmp_path)
+
+
+def test_missing_path() -> None:
+    with pytest.raises(UserError, match="nope.csv: not found"):
+        data.load(Path("nope.csv"))
+
+
+def test_augmented_batches_keep_shape_and_range(fer_small: Path) -> None:
+    split = data.load(fer_small).split("Training")
+    images, targets = next(iter(data.as_tf_dataset(split, 32, train=True, augment="strong")))
+    assert images.shape == (32, 48, 48, 1) and targets.shape == (32, 7)
+    values = images.numpy()
+    assert values.min() >= 0 and values.max() <= 255
+    originals = split.images[..., None].astype(np.float32)
+    assert not any(np.array_equal(values[0], original) for original in originals)

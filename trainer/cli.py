@@ -9,6 +9,9 @@ from typing import Annotated
 import typer
 
 from edge.errors import UserError
+from trainer import data as fer_data
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 app = typer.Typer(help="Train, evaluate and quantize FER-2013 emotion models.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -57,9 +60,6 @@ def fit(
     limit: Annotated[int, typer.Option(help="use only N Training and N PublicTest faces (smoke runs)")] = 0,
 ) -> None:
     """Train on Training, keep the best checkpoint by PublicTest accuracy."""
-    from trainer.fit import FitOptions
-    from trainer.fit import fit as run_fit
-
     choices = {"labels": (labels, ("fer2013", "ferplus", "ferplus-soft")),
                "schedule": (schedule, ("cosine", "constant")), "augment": (augment, ("none", "tutorial", "strong")),
                "strategy": (strategy, ("default", "mirrored", "multi-worker")),
@@ -72,13 +72,17 @@ def fit(
         if not low <= value <= high:
             fail(f"--{name}: expected {low}-{high}, got {value}")
     try:
+        dataset = fer_data.load(default_data(data), labels)  # data errors first, before TensorFlow's start-up noise
+        from trainer.fit import FitOptions
+        from trainer.fit import fit as run_fit
+
         options = FitOptions(
             data=default_data(data), run_dir=run_dir or Path("runs") / arch, arch=arch, labels=labels,
             epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, schedule=schedule,
             label_smoothing=label_smoothing, augment=augment, width=width, input_size=input_size,
             strategy=strategy, seed=seed, limit=limit, resume=resume,
         )
-        best = run_fit(options)
+        best = run_fit(options, dataset)
     except (UserError, ValueError) as exc:
         fail(str(exc))
     typer.echo(f"best checkpoint: {best}")
@@ -96,7 +100,6 @@ def evaluate(
     from rich.console import Console
     from rich.table import Table
 
-    from trainer import data as fer_data
     from trainer.evaluate import confusion_png, predict, score
 
     if split not in fer_data.SPLITS:

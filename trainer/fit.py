@@ -66,7 +66,7 @@ def learning_rate(options: FitOptions, steps_per_epoch: int) -> float | keras.op
     )
 
 
-def fit(options: FitOptions) -> Path:
+def fit(options: FitOptions, dataset: fer_data.Dataset | None = None) -> Path:
     """Train and return the path of the best checkpoint (by PublicTest accuracy)."""
     run_dir = options.run_dir
     backup_dir = run_dir / "backup"
@@ -77,7 +77,7 @@ def fit(options: FitOptions) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(options.seed)
 
-    dataset = fer_data.load(options.data, options.labels)
+    dataset = dataset or fer_data.load(options.data, options.labels)
     train, val = dataset.split("Training"), dataset.split("PublicTest")
     if options.limit:
         train, val = train.take(options.limit, options.seed), val.take(options.limit, options.seed)

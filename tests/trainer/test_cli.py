@@ -1,0 +1,60 @@
+"""fer-trainer at its command line: the three commands, and one line plus exit 2 for every user mistake."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TRAINER = [sys.executable, "-m", "trainer"]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*TRAINER, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_help_lists_commands() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("fit", "evaluate", "quantize"):
+        assert command in result.stdout
+
+
+def _bad_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "bad.csv"
+    path.write_text("emotion,pixels,Usage\n" + "0," + " ".join(["1"] * 2304) + ",Training\n" + "2,1 2 3,Training\n")
+    return path
+
+
+def _bad_folder(tmp_path: Path) -> Path:
+    (tmp_path / "images" / "train" / "Contempt").mkdir(parents=True)
+    return tmp_path / "images"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (lambda tmp: ["fit", "--data", str(tmp / "missing.csv")], "missing.csv: not found"),
+        (lambda tmp: ["fit", "--data", str(_bad_csv(tmp)), "--run-dir", str(tmp / "r")],
+         "row 3: pixels: expected 2304 values, got 3"),
+        (lambda tmp: ["fit", "--data", str(_bad_folder(tmp)), "--run-dir", str(tmp / "r")],
+         "unknown class folder 'Contempt'"),
+        (lambda tmp: ["fit", "--arch", "resnet9000"], "--arch: expected one of cnn, tutorial, mobilenet"),
+        (lambda tmp: ["fit", "--epochs", "0"], "--epochs: expected 1-10000, got 0"),
+        (lambda tmp: ["evaluate", str(tmp / "nope.tflite"), "--data", str(_bad_csv(tmp))], "row 3"),
+        (lambda tmp: ["quantize", "--run-dir", str(tmp)], "expected best.keras and run.json"),
+        (lambda tmp: ["evaluate", str(tmp / "nope.tflite"), "--split", "Validation"], "--split: expected one of"),
+    ],
+    ids=["missing-data", "pixel-count", "class-folder", "arch", "epochs", "evaluate-bad-csv", "quantize-empty",
+         "split"],
+)
+def test_user_mistakes_exit_2_with_one_line(tmp_path: Path, args, expected: str) -> None:
+    result = run(*args(tmp_path))
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("fer-trainer:")]
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    if args(tmp_path)[0] == "fit" and "--data" in args(tmp_path):
+        assert result.stderr.strip() == lines[0], "data errors come before any library output"

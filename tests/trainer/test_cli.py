@@ -51,10 +51,11 @@ def _bad_folder(tmp_path: Path) -> Path:
          "split"],
 )
 def test_user_mistakes_exit_2_with_one_line(tmp_path: Path, args, expected: str) -> None:
-    result = run(*args(tmp_path))
+    argv = args(tmp_path)
+    result = run(*argv)
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("fer-trainer:")]
     assert len(lines) == 1 and expected in lines[0], result.stderr
     assert "Traceback" not in result.stderr
-    if args(tmp_path)[0] == "fit" and "--data" in args(tmp_path):
+    if argv[0] == "fit" and "--data" in argv:
         assert result.stderr.strip() == lines[0], "data errors come before any library output"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -34,6 +35,8 @@ class Mosquitto:
             "persistence true",
             f"persistence_location {self.workdir}/",
             "log_dest stdout",
+            # As root, mosquitto drops to user `mosquitto`, which cannot save persistence in a 0700 workdir.
+            *(["user root"] if os.geteuid() == 0 else []),
             *(self.extra_conf or ["allow_anonymous true"]),
         ]
         path.write_text("\n".join(lines) + "\n")

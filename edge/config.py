@@ -6,6 +6,7 @@ to the project root, where the shipped config.toml and models/ live.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -58,15 +59,31 @@ class SourceConfig(Section):
     loop: bool = False
     reconnect_min_s: float = Field(1.0, gt=0, le=60)
     reconnect_max_s: float = Field(30.0, gt=0, le=3600)
+    stall_timeout_s: float = Field(10.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _backoff(self) -> SourceConfig:
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError(
+                f"reconnect_min_s {self.reconnect_min_s} exceeds reconnect_max_s {self.reconnect_max_s}")
+        return self
 
 
 class DetectorConfig(Section):
     backend: Literal["blazeface", "haar"] = "blazeface"
-    model: Path | None = ROOT / "models/face_detection_short_range.tflite"
+    model: Path | None = None  # None: the backend's own model (edge.detect.DEFAULT_MODELS)
     min_face_size: int = Field(24, ge=8, le=1024)
     score_threshold: float = Field(0.5, ge=0, le=1)
     margin: float = Field(0.1, ge=0, le=1)
-    detect_width: int = Field(640, ge=64, le=4096)
+    detect_width: int = Field(640, ge=0, le=8192)
+    tiles: int = Field(1, ge=1, le=4)
+
+    @field_validator("detect_width")
+    @classmethod
+    def _width(cls, value: int) -> int:
+        if 0 < value < 64:
+            raise ValueError(f"expected 0 (off) or an integer 64-8192, got {value}")
+        return value
 
     @field_validator("model", mode="before")
     @classmethod
@@ -236,14 +253,10 @@ def _field(loc: tuple[int | str, ...]) -> tuple[Any, tuple[str, ...]]:
 def _coerce(section: str, key: str, value: object) -> object:
     """Command-line text becomes the field's type where it parses; otherwise validation reports it."""
     info, _ = _field((section, key))
-    if info is None or not isinstance(value, str):
-        return value
-    for kind in (int, float):
-        if info.annotation is kind:
-            try:
-                return kind(value)
-            except ValueError:
-                return value
+    kind = info.annotation if info is not None else None
+    if isinstance(value, str) and kind in (int, float):
+        with contextlib.suppress(ValueError):
+            return kind(value)
     return value
 
 

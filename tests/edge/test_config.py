@@ -80,6 +80,9 @@ def test_defaults_name_the_host_and_the_shipped_model() -> None:
         ("mqtt = 5\n", "mqtt: expected a table, got 5"),
         ("[device]\nname = \"a/b\"\n", "device.name: must not contain '/', '+', '#' or spaces"),
         ("[classifier]\nmodel = 7\n", 'classifier.model: expected a file path or "", got 7'),
+        ("[detector]\ndetect_width = 32\n", "detector.detect_width: expected 0 (off) or an integer 64-8192, got 32"),
+        ("[detector]\ntiles = 9\n", "detector.tiles: expected an integer 1-4, got 9"),
+        ("[source]\nreconnect_min_s = 5.0\nreconnect_max_s = 1.0\n", "source: reconnect_min_s 5.0 exceeds"),
         ("[mqtt]\nreconnect_min_s = 10.0\nreconnect_max_s = 2.0\n", "mqtt: reconnect_min_s 10.0 exceeds"),
     ],
 )
@@ -136,7 +139,7 @@ def test_relative_paths_in_a_file_are_relative_to_that_file(tmp_path: Path) -> N
     config = load_config(path, {})
     assert config.mqtt.tls_ca == tmp_path / "ca.pem"
     assert config.classifier.model == tmp_path / "m" / "x.tflite"
-    assert config.detector.model == ROOT / "models" / "face_detection_short_range.tflite"
+    assert config.detector.model is None
 
 
 def test_missing_file_is_one_line(tmp_path: Path) -> None:

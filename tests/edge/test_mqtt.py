@@ -125,9 +125,10 @@ def test_available_is_online_while_running_and_offline_after_close(mosquitto: Mo
     assert retained(mosquitto, "fer/hall/available") == "offline"
 
 
-def test_events_and_state_arrive_schema_valid(mosquitto: Mosquitto, subscriber: Subscriber) -> None:
+@pytest.mark.parametrize("qos", [0, 1, 2])
+def test_events_and_state_arrive_schema_valid(mosquitto: Mosquitto, subscriber: Subscriber, qos: int) -> None:
     state = State("hall", 1700000000.5, (TrackState(1, "happy", np.float32(0.8), Box(1, 2, 30, 40)),))  # type: ignore[arg-type]
-    with publisher(mosquitto) as pub:
+    with publisher(mosquitto, qos=qos) as pub:
         for track_id in (1, 2, 3):
             pub.publish_event(event(track_id))
         pub.publish_state(state)

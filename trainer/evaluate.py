@@ -70,8 +70,12 @@ def predict(model_path: Path, images: np.ndarray, threads: int = 2) -> np.ndarra
         from edge.classify import ClassifierOptions, EmotionClassifier
 
         with EmotionClassifier.create(ClassifierOptions(model=model_path, threads=threads)) as classifier:
-            return np.concatenate([classifier.classify(list(images[i:i + BATCH]))
-                                   for i in range(0, len(images), BATCH)])
+            unknown = set(classifier.labels) ^ set(FER2013_LABELS)
+            if unknown:
+                raise UserError(f"{model_path}: labels {sorted(unknown)} do not match FER-2013's {FER2013_LABELS}")
+            scores = np.concatenate([classifier.classify(list(images[i:i + BATCH]))
+                                     for i in range(0, len(images), BATCH)])
+            return scores[:, [classifier.labels.index(label) for label in FER2013_LABELS]]
     if model_path.suffix == ".keras":
         import keras
 

@@ -1,0 +1,48 @@
+"""Full-integer export: int8 tensors only, a manifest that loads, and agreement with the float model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from edge.manifest import load_manifest
+from trainer.data import load
+from trainer.evaluate import predict, predict_keras
+from trainer.quantize import QuantizeOptions, agreement, quantize
+
+
+def test_every_tensor_is_integer(int8_model: Path) -> None:
+    interpreter = tf.lite.Interpreter(model_path=str(int8_model))
+    assert interpreter.get_input_details()[0]["dtype"] == np.int8
+    assert interpreter.get_output_details()[0]["dtype"] == np.int8
+    dtypes = {t["name"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    floats = [name for name, dtype in dtypes.items() if not np.issubdtype(dtype, np.integer)]
+    assert not floats, f"float tensors left: {floats[:5]}"
+
+
+def test_manifest_matches_model(int8_model: Path) -> None:
+    manifest = load_manifest(int8_model)
+    assert manifest.labels == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    assert (manifest.input.height, manifest.input.width, manifest.input.channels) == (48, 48, 1)
+    assert manifest.extra["quantization"] == "int8"
+
+
+def test_int8_agrees_with_float_on_real_faces(tiny_run: Path, int8_model: Path, fer_small: Path) -> None:
+    faces = load(fer_small).split("PublicTest")
+    float_scores = predict_keras(keras.models.load_model(tiny_run / "best.keras"), faces.images)
+    int8_scores = predict(int8_model, faces.images)
+    assert agreement(float_scores, int8_scores) >= 0.9
+
+
+def test_quantize_command_records_metrics(tiny_run: Path, fer_small: Path, tmp_path: Path) -> None:
+    out, comparison = quantize(QuantizeOptions(run_dir=tiny_run, data=fer_small, out=tmp_path / "m.tflite",
+                                               calibration_faces=64))
+    manifest = json.loads(out.with_suffix(".json").read_text())
+    assert set(manifest["metrics"]) == {"PublicTest", "PrivateTest"}
+    assert manifest["metrics"]["PrivateTest"]["faces"] == 200
+    assert comparison["PublicTest"]["identical_predictions"] >= 0.9
+    assert manifest["float_vs_int8"] == comparison

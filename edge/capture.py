@@ -195,6 +195,8 @@ class Source:
                 self._reader = open_reader(options.source)
             except SourceUnavailable as exc:
                 raise UserError(str(exc)) from None
+        # The rate the file or demo was made at (0.0: unknown); replay derives media time from it.
+        self.native_fps = self._reader.fps if self._reader is not None else 0.0
 
     @classmethod
     def create(cls, options: CaptureOptions) -> Source:

@@ -189,9 +189,20 @@ class EmotionClassifier:
 
     def classify(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """(n, len(labels)) float32 probabilities for n face crops, in one invoke per `max_batch` faces."""
+        return self.infer(self.prepare(crops))
+
+    def prepare(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """The model input for `crops` (`preprocess`); `classify` = `infer(prepare(crops))`, split so that
+        the pipeline can time the two stages apart."""
+        spec, quant = self.manifest.input, self._in_quant if self._in_quant.is_integer else None
         if not crops:
+            return np.zeros((0, spec.height, spec.width, spec.channels), dtype=quant.dtype if quant else np.float32)
+        return preprocess(crops, spec, quant)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """(n, len(labels)) float32 probabilities for a batch from `prepare`."""
+        if not len(batch):
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        batch = preprocess(crops, self.manifest.input, self._in_quant if self._in_quant.is_integer else None)
         scores = np.concatenate([self._invoke(batch[i:i + self._max_batch])
                                  for i in range(0, len(batch), self._max_batch)])
         return to_probabilities(scores)

@@ -197,6 +197,7 @@ class Config(Section):
 # Command-line flags and the keys they override.
 CLI_OVERRIDES = {
     "source": "source.source", "mqtt_host": "mqtt.host", "mqtt_port": "mqtt.port", "fps": "source.fps",
+    "model": "classifier.model", "detector": "detector.backend",
 }
 
 

@@ -7,9 +7,10 @@ boxes back to full-frame pixels, so speed is set by `max_width`, not by the came
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -119,6 +120,22 @@ def crop(image: np.ndarray, box: Box, margin: float = 0.0) -> np.ndarray | None:
     return image[region.y:region.y + region.h, region.x:region.x + region.w].copy()
 
 
+def _mediapipe_tasks() -> tuple[Any, Any, Any, Any]:
+    """MediaPipe Tasks without TensorFlow: mediapipe imports it only for its API docs when installed (a dev
+    venv), which costs seconds of start-up and hundreds of MB of RSS; a None entry makes that import fail."""
+    blocked = "tensorflow" not in sys.modules
+    if blocked:
+        sys.modules["tensorflow"] = None  # type: ignore[assignment]
+    try:
+        from mediapipe.tasks.python.core.base_options import BaseOptions
+        from mediapipe.tasks.python.vision import face_detector
+        from mediapipe.tasks.python.vision.core.image import Image, ImageFormat
+    finally:
+        if blocked:
+            del sys.modules["tensorflow"]
+    return BaseOptions, face_detector, Image, ImageFormat
+
+
 class BlazeFaceDetector:
     """MediaPipe's BlazeFace short-range model through the Tasks API, IMAGE running mode.
 
@@ -128,10 +145,7 @@ class BlazeFaceDetector:
     Options = DetectorOptions
 
     def __init__(self, options: DetectorOptions) -> None:
-        from mediapipe.tasks.python.core.base_options import BaseOptions
-        from mediapipe.tasks.python.vision import face_detector
-        from mediapipe.tasks.python.vision.core.image import Image, ImageFormat
-
+        BaseOptions, face_detector, Image, ImageFormat = _mediapipe_tasks()
         if not options.model.is_file() or options.model.stat().st_size == 0:
             raise UserError(f"{options.model}: BlazeFace model not found (expected a .tflite face detector)")
         task_options = face_detector.FaceDetectorOptions(

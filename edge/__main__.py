@@ -1,0 +1,5 @@
+"""`python -m edge` is `fer-edge`."""
+
+from edge.cli import app
+
+app(prog_name="fer-edge")

@@ -41,15 +41,16 @@ class Plan:
 
 
 def build_inference(config: Config) -> Inference:
+    """The classifier first: a bad model is the likelier mistake, and it fails before MediaPipe starts."""
     d = config.detector
-    detector = create_detector(d.backend, DetectorOptions(
-        model=d.model or DEFAULT_MODELS[d.backend], score_threshold=d.score_threshold,
-        min_face_size=d.min_face_size, max_width=d.detect_width, tiles=d.tiles))
+    classifier = EmotionClassifier.create(ClassifierOptions(model=config.classifier.model,
+                                                            threads=config.classifier.threads))
     try:
-        classifier = EmotionClassifier.create(ClassifierOptions(model=config.classifier.model,
-                                                                threads=config.classifier.threads))
+        detector = create_detector(d.backend, DetectorOptions(
+            model=d.model or DEFAULT_MODELS[d.backend], score_threshold=d.score_threshold,
+            min_face_size=d.min_face_size, max_width=d.detect_width, tiles=d.tiles))
     except BaseException:
-        detector.close()
+        classifier.close()
         raise
     return Inference(detector, classifier, margin=d.margin, detect_width=d.detect_width)
 

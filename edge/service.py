@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from types import FrameType
 
 log = logging.getLogger(__name__)
+SEND_TIMEOUT_S = 0.5
 
 
 class Notifier:
@@ -43,6 +44,7 @@ class Notifier:
             try:
                 if self._socket is None:
                     self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                    self._socket.settimeout(SEND_TIMEOUT_S)  # a listener that stopped reading must not stall us
                 self._socket.sendto("\n".join(fields).encode(), target)
             except OSError as exc:
                 if not self._failed:  # once: a vanished socket must not flood the log

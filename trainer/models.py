@@ -80,6 +80,9 @@ def mobilenet(options: ModelOptions) -> keras.Model:
         include_top=False,
         weights=None,
     )
+    for layer in backbone.layers:  # Keras' 0.999 suits ImageNet-length epochs; FER-2013 has 450 steps each
+        if isinstance(layer, layers.BatchNormalization):
+            layer.momentum = 0.99
     x = backbone(x)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(options.dropout)(x)

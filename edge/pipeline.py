@@ -8,8 +8,9 @@
   first frame, the watchdog fed per frame. On its way out it sends `end` events for open tracks.
 
 A thread that raises logs its traceback once, sets stop and makes `Summary.failed` name it.
-Shutdown: stop → threads joined (publish last: `end` events) → watchdog, source, models closed →
-sinks closed (MQTT flushed within `flush_timeout`, then `available=offline`).
+Shutdown: STOPPING=1 → stop set (a live source closed at once, waking capture) → threads joined (publish
+sends `end` events on its way out) → watchdog, source, models closed → sinks closed (MQTT flushed within
+`flush_timeout`, then `available=offline`).
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ class Pipeline:
             self.stop.wait(POLL_S)
         self.notifier.stopping()
         self.stop.set()
+        if self.options.mode == "live":
+            self.source.close()  # wakes a capture thread waiting for a frame or for its pacing slot
         for thread in threads:
             thread.join()
         if self.watchdog:

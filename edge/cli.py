@@ -128,7 +128,7 @@ def replay(video: Annotated[str, typer.Argument(help="video file (or any source)
 @app.command()
 def analyze(images: Annotated[list[Path], typer.Argument(help="image files")], config: ConfigPath = None,
             model: Model = None, detector: Detector = None) -> None:
-    """One JSON line per face: image, box [x, y, w, h], emotion, confidence, probabilities."""
+    """One JSON line per face: image, box (x, y, w, h in pixels), emotion, confidence, probabilities."""
     with user_errors():
         inference = build_inference(settings(config, model=model, detector=detector))
         try:

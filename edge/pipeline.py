@@ -8,9 +8,9 @@
   first frame, the watchdog fed per frame. On its way out it sends `end` events for open tracks.
 
 A thread that raises logs its traceback once, sets stop and makes `Summary.failed` name it.
-Shutdown: STOPPING=1 → stop set (a live source closed at once, waking capture) → threads joined (publish
-sends `end` events on its way out) → watchdog, source, models closed → sinks closed (MQTT flushed within
-`flush_timeout`, then `available=offline`).
+Shutdown: watchdog stopped → STOPPING=1 → stop set (a live source is closed at once, waking capture) →
+threads joined (publish sends `end` events for open tracks on its way out) → source and models closed →
+sinks closed (MQTT flushed within `flush_timeout`, then `available=offline`).
 """
 
 from __future__ import annotations
@@ -118,14 +118,14 @@ class Pipeline:
             thread.start()
         while not self.stop.is_set() and any(t.is_alive() for t in threads):
             self.stop.wait(POLL_S)
+        if self.watchdog:
+            self.watchdog.close()  # no WATCHDOG=1 after STOPPING=1
         self.notifier.stopping()
         self.stop.set()
         if self.options.mode == "live":
             self.source.close()  # wakes a capture thread waiting for a frame or for its pacing slot
         for thread in threads:
             thread.join()
-        if self.watchdog:
-            self.watchdog.close()
         self.source.close()
         self.inference.close()
         unsent = self.sink.close(self.options.flush_timeout)

@@ -176,6 +176,20 @@ def test_replay_of_a_missing_video_is_one_line_and_exit_2(edge_model: Path, tmp_
     assert "Traceback" not in result.stderr
 
 
+def test_replay_with_the_broker_down_reports_unsent_messages_and_exits_3(edge_model: Path, tmp_path: Path) -> None:
+    """Issue 4: a replay that ends while the broker is down waits `flush_timeout`, then names what is lost."""
+    config = write_config(tmp_path, edge_model, free_port())
+    config.write_text(config.read_text().replace("flush_timeout = 10.0", "flush_timeout = 1.0"))
+    result = fer_edge("replay", str(hamilton_clip()), "--events-out", str(tmp_path / "events.jsonl"),
+                      "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    written = len((tmp_path / "events.jsonl").read_text().splitlines())
+    last = result.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r"fer-edge: (\d+) messages not delivered to MQTT broker 127\.0\.0\.1:\d+ "
+                        r"within flush_timeout 1 s", last), last
+    assert int(last.split()[1]) >= written > 0  # every event, plus state
+
+
 def test_a_thread_that_dies_stops_the_daemon_loudly(edge_model: Path, tmp_path: Path) -> None:
     """A real fault on a real path: the events file is on a full disk (/dev/full), so the publish thread's
     first write fails. The traceback is logged once and the exit code is 1."""

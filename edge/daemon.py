@@ -76,7 +76,7 @@ def build_pipeline(config: Config, plan: Plan) -> Pipeline:
             sinks.append(JsonLines.file(plan.events_out))
         elif plan.console:
             sinks.append(JsonLines.stdout())
-        undo.callback(lambda: [sink.close(0.0) for sink in sinks])
+        undo.callback(lambda: Fanout(sinks).close(0.0))
         if plan.mqtt and config.mqtt.enabled:
             publisher = Publisher(PublisherOptions.from_config(config.mqtt, config.device.name)).start()
             stats.register("mqtt", publisher.counters)

@@ -36,6 +36,7 @@ from edge.events import EmotionEvent, State
 from edge.topics import TOPIC, Keep, TopicNames
 
 log = logging.getLogger(__name__)
+FLUSH_RETRY_S = 1.0  # the longest reconnect backoff while waiting for the broker at exit
 # Hints appended to connection failures that contain the key.
 HINTS = {
     "authori": "check mqtt.username and mqtt.password",
@@ -189,7 +190,10 @@ class Publisher:
         if self._sender is None:
             with self._lock:
                 return self._unsent()
-        deadline = time.monotonic() + (self.options.flush_timeout if timeout is None else timeout)
+        wait = self.options.flush_timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        if wait > 0:
+            self._retry_soon(wait)
         unsent = self.flush(max(0.0, deadline - time.monotonic()))
         with self._lock:
             self._closing = True  # a reconnect from now on announces `offline`, not `online`
@@ -204,6 +208,26 @@ class Publisher:
         self._client.disconnect()
         self._client.loop_stop()
         return unsent
+
+    def _retry_soon(self, wait: float) -> None:
+        """Before the final flush, while the broker is unreachable: retry at least every FLUSH_RETRY_S.
+
+        paho may be asleep in a backoff of up to reconnect_max_s (60 s by default), longer than
+        flush_timeout (30 s), and its sleep cannot be cut short. Without this, a broker that came back
+        during the flush window was never tried again before the timeout, and the buffer was lost.
+        Restarting paho's loop thread ends its sleep; the capped backoff applies from then on.
+        """
+        with self._lock:
+            if self._connected or not self._pending():
+                return
+            waiting = self._unsent()
+        o = self.options
+        log.info("waiting up to %g s for MQTT broker %s:%d to take %d unsent messages", wait, o.host, o.port,
+                 waiting)
+        low, high = min(o.reconnect_min_s, FLUSH_RETRY_S), min(o.reconnect_max_s, FLUSH_RETRY_S)
+        self._client.reconnect_delay_set(low, high)  # type: ignore[arg-type]  # floats work
+        self._client.loop_stop()
+        self._client.loop_start()
 
     def __enter__(self) -> Publisher:
         return self.start()

@@ -27,7 +27,7 @@ run: $(VENV)/.edge
 	$(BIN)/fer-edge run --source $(SOURCE)
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check edge trainer tests
+	$(BIN)/ruff check .
 
 test: $(VENV)/.dev /usr/sbin/mosquitto lint
 	$(BIN)/pytest -q

@@ -179,18 +179,21 @@ class Pacer:
 
 
 class Source:
-    """Yields `Frame`s. Use `create(options)`, then iterate or call `read()`, then `close()`."""
+    """Yields `Frame`s. Use `create(options)`, then iterate or call `read()`, then `close()`.
 
-    def __init__(self, options: CaptureOptions) -> None:
+    `reader`: an already opened FrameReader to start from (frames from elsewhere: an embedding program, a
+    test's odd frames); `options.source` still names it and is what a reopen after its end would open."""
+
+    def __init__(self, options: CaptureOptions, reader: FrameReader | None = None) -> None:
         self.options = options
         self.kind = source_kind(options.source)
         self._stop = threading.Event()
         self._lock = threading.Condition()
-        self._reader: FrameReader | None = None
+        self._reader: FrameReader | None = reader
         self._read = self._dropped = self._reconnects = self._outages = 0
         self._down, self._ended = False, False
         self._pacer = Pacer(options.fps, self._stop)
-        if self.kind in ("file", "demo"):  # a bad file is the user's mistake: fail now, not in a thread
+        if reader is None and self.kind in ("file", "demo"):  # a bad file fails now, not in a thread
             try:
                 self._reader = open_reader(options.source)
             except SourceUnavailable as exc:
@@ -199,8 +202,8 @@ class Source:
         self.native_fps = self._reader.fps if self._reader is not None else 0.0
 
     @classmethod
-    def create(cls, options: CaptureOptions) -> Source:
-        return LiveSource(options) if options.mode == "live" else ReplaySource(options)
+    def create(cls, options: CaptureOptions, reader: FrameReader | None = None) -> Source:
+        return LiveSource(options, reader) if options.mode == "live" else ReplaySource(options, reader)
 
     def read(self, timeout: float | None = None) -> Frame | None:
         raise NotImplementedError
@@ -278,8 +281,8 @@ class Source:
 class ReplaySource(Source):
     """Every frame in order, in the caller's thread, nothing dropped; `fps` paces it if set."""
 
-    def __init__(self, options: CaptureOptions) -> None:
-        super().__init__(options)
+    def __init__(self, options: CaptureOptions, reader: FrameReader | None = None) -> None:
+        super().__init__(options, reader)
         self._backoff = Backoff(options.reconnect_initial, options.reconnect_max)
 
     def read(self, timeout: float | None = None) -> Frame | None:
@@ -301,8 +304,8 @@ class ReplaySource(Source):
 class LiveSource(Source):
     """A reader thread keeps the newest frame in a one-slot buffer; overwritten frames are dropped."""
 
-    def __init__(self, options: CaptureOptions) -> None:
-        super().__init__(options)
+    def __init__(self, options: CaptureOptions, reader: FrameReader | None = None) -> None:
+        super().__init__(options, reader)
         self._slot: Frame | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"capture:{options.source}", daemon=True)

@@ -24,7 +24,7 @@ from rich.console import Console
 
 from edge.bench import BenchReport
 from edge.config import CLI_OVERRIDES, Config, load_config
-from edge.daemon import Plan, build_inference, build_pipeline
+from edge.daemon import Plan, build_inference, build_pipeline, build_publisher
 from edge.errors import UserError
 from edge.events import Frame
 from edge.pipeline import Summary
@@ -180,6 +180,7 @@ def check_config(config: ConfigPath = None, source: SourceOpt = None, mqtt_host:
     with user_errors():
         loaded = settings(config, source=source, mqtt_host=mqtt_host, mqtt_port=mqtt_port, fps=fps, model=model,
                           detector=detector)
+        build_publisher(loaded, Plan(mode="live"))  # loads the TLS files; connects nowhere
         inference = build_inference(loaded)
         manifest, runtime = inference.classifier.manifest, inference.classifier.runtime
         inference.close()

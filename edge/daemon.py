@@ -63,9 +63,18 @@ def build_source(config: Config, plan: Plan) -> Source:
         stall_timeout=s.stall_timeout_s))
 
 
+def build_publisher(config: Config, plan: Plan) -> Publisher | None:
+    """The MQTT adapter, not connected yet (None when MQTT is off). It loads the TLS files, so that a CA or
+    certificate that is not one fails here, before any model loads, and in `check-config`."""
+    if not (plan.mqtt and config.mqtt.enabled):
+        return None
+    return Publisher(PublisherOptions.from_config(config.mqtt, config.device.name))
+
+
 def build_pipeline(config: Config, plan: Plan) -> Pipeline:
     """Every part, opened in order; a part that fails (exit 2) closes the ones opened before it."""
     stats = Stats(config.stats.samples, config.stats.fps_window_s)
+    publisher = build_publisher(config, plan)
     with contextlib.ExitStack() as undo:
         inference = build_inference(config)
         undo.callback(inference.close)
@@ -77,8 +86,8 @@ def build_pipeline(config: Config, plan: Plan) -> Pipeline:
         elif plan.console:
             sinks.append(JsonLines.stdout())
         undo.callback(lambda: Fanout(sinks).close(0.0))
-        if plan.mqtt and config.mqtt.enabled:
-            publisher = Publisher(PublisherOptions.from_config(config.mqtt, config.device.name)).start()
+        if publisher is not None:
+            publisher.start()
             stats.register("mqtt", publisher.counters)
             sinks.append(Mqtt(publisher, wait_offline=plan.strict_delivery))
         tracker = Tracker(TrackerOptions(config.tracker.iou_threshold, config.tracker.min_hits,

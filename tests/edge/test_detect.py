@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -77,29 +78,35 @@ def test_ground_truth_has_the_four_photos_and_eighteen_faces() -> None:
     assert len(truth) == 4 and sum(len(boxes) for boxes in truth.values()) == 18
 
 
-@pytest.mark.parametrize(("backend", "tiles", "min_recall", "min_precision"), [
-    # measured: recall 14/18 = 0.78, precision 14/14 (at IoU 0.5: 12/18, 12/14)
-    ("haar", 1, 0.70, 0.90),
+@pytest.mark.parametrize(("backend", "tiles", "haar_width", "min_recall", "min_precision"), [
+    # Haar at the photos' full width (no haar_width cap). Measured: recall 15/18 = 0.83, precision 15/16
+    # (at IoU 0.5: 13/18, 13/16). The older equalised, 5-neighbour cascade measured 14/18, 14/14.
+    ("haar", 1, 0, 0.70, 0.90),
+    # Haar at its default 320 px, the setting `bench` runs. Measured: recall 10/18 = 0.56, precision
+    # 10/11 (at 0.5: 9/18, 9/11). Lower than at full width: the group photos' 37 px faces shrink to
+    # 24 px, the cascade's smallest window. This is the speed trade (benchmarks/README.md), pinned here.
+    ("haar", 1, 320, 0.50, 0.85),
     # measured: recall 6/18 = 0.33, precision 6/7 = 0.86 (at 0.5: the same). The short-range model
     # sees the whole frame at 128x128, where the group photos' 37 px faces shrink to 9 px.
-    ("blazeface", 1, 0.27, 0.80),
+    ("blazeface", 1, 320, 0.27, 0.80),
     # measured: recall 15/18 = 0.83, precision 15/15 (at 0.5: 14/18, 14/15)
-    ("blazeface", 2, 0.75, 0.90),
+    ("blazeface", 2, 320, 0.75, 0.90),
 ])
 def test_recall_and_precision_on_the_annotated_photos(
-        backend: str, tiles: int, min_recall: float, min_precision: float) -> None:
-    options = DetectorOptions(model=DEFAULT_MODELS[backend], tiles=tiles, min_face_size=16)
+        backend: str, tiles: int, haar_width: int, min_recall: float, min_precision: float) -> None:
+    options = DetectorOptions(model=DEFAULT_MODELS[backend], tiles=tiles, min_face_size=16, haar_width=haar_width)
     with create_detector(backend, options) as detector:
         recall, precision = recall_precision(detector)
-    assert recall >= min_recall, f"{backend} tiles={tiles}: recall {recall:.2f}"
-    assert precision >= min_precision, f"{backend} tiles={tiles}: precision {precision:.2f}"
+    assert recall >= min_recall, f"{backend} tiles={tiles} haar_width={haar_width}: recall {recall:.2f}"
+    assert precision >= min_precision, f"{backend} tiles={tiles} haar_width={haar_width}: precision {precision:.2f}"
 
 
-@pytest.mark.parametrize(("name", "min_share"), [("blazeface", 0.75), ("haar", 0.55)])
+@pytest.mark.parametrize(("name", "min_share"), [("blazeface", 0.75), ("haar", 0.50)])
 def test_faces_are_found_on_most_frames_of_the_hamilton_clip(
         name: str, min_share: float, request: pytest.FixtureRequest) -> None:
-    """Every 5th frame of 275. Measured: BlazeFace 46/55 frames, Haar 36/55 (profiles and a wide shot
-    with tiny faces account for the misses)."""
+    """Every 5th frame of 275. Measured: BlazeFace 46/55 frames; Haar 30/55 at its default 320 px (it
+    was 36/55 at 640 px with an equalised histogram, at 6-10x the time; the `fer` library's
+    full-resolution cascade finds 33/55). Profiles and a wide shot with tiny faces account for the misses."""
     detector: FaceDetector = request.getfixturevalue(name)
     with Source.create(CaptureOptions(source=str(hamilton_clip()), mode="replay")) as source:
         hits = [bool(detector.detect(f.image)) for f in source if f.index % 5 == 0]
@@ -130,25 +137,30 @@ def test_downscaled_detection_maps_boxes_back_to_full_frame_pixels(name: str) ->
     large = cv2.resize(image, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
     small = cv2.resize(large, (500, 375), interpolation=cv2.INTER_AREA)
     model = DEFAULT_MODELS[name]
-    with create_detector(name, DetectorOptions(model=model, max_width=500)) as detector:
+    with create_detector(name, DetectorOptions(model=model, max_width=500, haar_width=0)) as detector:
         scaled = detector.detect(large)
-    with create_detector(name, DetectorOptions(model=model, max_width=0, min_face_size=8)) as detector:
+    with create_detector(name, DetectorOptions(model=model, max_width=0, min_face_size=8, haar_width=0)) as detector:
         expected = [Box(f.box.x * 3, f.box.y * 3, f.box.w * 3, f.box.h * 3) for f in detector.detect(small)]
     assert len(scaled) == len(expected) >= 2
     for face, box in zip(scaled, expected, strict=True):
         assert max(abs(a - b) for a, b in zip(face.box.as_list(), box.as_list(), strict=True)) <= 3
 
 
-@pytest.mark.parametrize(("name", "min_size"), [("blazeface", 78), ("haar", 100)])
-def test_min_face_size_and_score_threshold_filter_faces(name: str, min_size: int) -> None:
-    image = cv2.imread(str(faces_dir() / "2008_001322.jpg"))  # BlazeFace boxes 75-80 px, Haar 87-102 px
+@pytest.mark.parametrize(("name", "threshold", "min_size"), [("blazeface", 0.5, 78), ("haar", 0.3, 95)])
+def test_min_face_size_and_score_threshold_filter_faces(name: str, threshold: float, min_size: int) -> None:
+    """BlazeFace boxes are 75-80 px; Haar's (at 320 px) 81, 92 and 100 px, the 100 px one scoring 0.33
+    (3 merged windows), so the default threshold 0.5 keeps two of them."""
+    image = cv2.imread(str(faces_dir() / "2008_001322.jpg"))
     model = DEFAULT_MODELS[name]
-    with create_detector(name, DetectorOptions(model=model, min_face_size=16)) as detector:
+    options = DetectorOptions(model=model, min_face_size=16, score_threshold=threshold)
+    with create_detector(name, options) as detector:
         assert len(detector.detect(image)) == 3
-    with create_detector(name, DetectorOptions(model=model, min_face_size=min_size)) as detector:
+    with create_detector(name, replace(options, min_face_size=min_size)) as detector:
         faces = detector.detect(image)
         assert 1 <= len(faces) < 3 and all(min(f.box.w, f.box.h) >= min_size for f in faces)
-    with create_detector(name, DetectorOptions(model=model, score_threshold=1.0)) as detector:
+    with create_detector(name, replace(options, score_threshold=0.5)) as detector:
+        assert len(detector.detect(image)) == (3 if name == "blazeface" else 2)
+    with create_detector(name, replace(options, score_threshold=1.0)) as detector:
         assert detector.detect(image) == ()
 
 
@@ -176,7 +188,7 @@ def test_odd_frames_give_faces_or_nothing_and_never_raise(
                for f in faces)
     if kind in ("gray-2d", "gray-3d", "bgra"):
         assert len(faces) == 2, f"{kind}: {faces}"
-    if kind == "4k":  # both faces; Haar adds two weak boxes at this scale (scores 0.63 and 0.75)
+    if kind == "4k":  # both faces, strongly (Haar: 0.93 and 0.89, 26 and 17 merged windows)
         assert len([f for f in faces if f.score >= 0.8]) == 2, f"{kind}: {faces}"
 
 
@@ -225,7 +237,7 @@ def test_a_bad_model_file_is_a_one_line_user_error_naming_it(
 @pytest.mark.parametrize(("field", "value", "allowed"), [
     ("score_threshold", 1.5, "0.0-1.0"), ("score_threshold", -0.1, "0.0-1.0"),
     ("min_face_size", 0, "1-4096 pixels"), ("max_width", 10, "0 \\(off\\) or 64-8192 pixels"),
-    ("tiles", 0, "1-4"), ("tiles", 9, "1-4"),
+    ("tiles", 0, "1-4"), ("tiles", 9, "1-4"), ("haar_width", 32, "0 \\(max_width\\) or 64-8192 pixels"),
 ])
 def test_bad_options_are_rejected_naming_the_option_range_and_value(field: str, value: object, allowed: str) -> None:
     with pytest.raises(ValueError, match=rf"^detector\.{field}: expected {allowed}, got {value!r}$"):

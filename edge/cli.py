@@ -15,14 +15,15 @@ import logging
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import cv2
 import typer
 from rich.console import Console
 
-from edge.bench import BenchReport
+from edge.bench import PEER_VENV, BenchReport, PeerResult, machine, run_peer
 from edge.config import CLI_OVERRIDES, Config, load_config
 from edge.daemon import Plan, build_inference, build_pipeline, build_publisher
 from edge.errors import UserError
@@ -155,17 +156,32 @@ def analyze(images: Annotated[list[Path], typer.Argument(help="image files")], c
 def bench(config: ConfigPath = None, source: SourceOpt = None, frames: Annotated[int, typer.Option(min=1)] = 300,
           warmup: Annotated[int, typer.Option(min=0)] = 30,
           as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+          out: Annotated[Path | None, typer.Option(help="also write the JSON report to this file")] = None,
+          live: Annotated[bool, typer.Option(help="live mode: the source in real time, read at --fps (default "
+                                                  "source.fps); reports CPU% and capture-to-publish latency")] = False,
+          compare_peer: Annotated[bool, typer.Option(help="then run the fer library (peer_fer.py fps) on the same "
+                                                          "video from the peer venv and report the FPS ratio")] = False,
+          peer_venv: Annotated[Path, typer.Option(help="the peer venv (setup_peer.sh); env FER_PEER_VENV")] = PEER_VENV,
           mqtt: Annotated[bool, typer.Option(help="also publish to the configured broker")] = False,
           mqtt_host: MqttHost = None, mqtt_port: MqttPort = None, fps: Fps = None, model: Model = None,
           detector: Detector = None) -> None:
-    """Replay WARMUP + FRAMES frames, every one: FPS, per-stage p50/p95/p99, end-to-end, CPU%, RSS, faces."""
+    """Replay (or --live) WARMUP + FRAMES frames: FPS, per-stage p50/p95/p99, end-to-end, CPU%, RSS, faces."""
     with user_errors():
         loaded = settings(config, source=source, mqtt_host=mqtt_host, mqtt_port=mqtt_port, fps=fps, model=model,
                           detector=detector)
-    plan = Plan(mode="replay", console=False, mqtt=mqtt, fps=fps, max_frames=warmup + frames, warmup=warmup)
+    state, started = machine(), datetime.now(UTC).isoformat(timespec="seconds")
+    mode: Literal["replay", "live"] = "live" if live else "replay"
+    plan = Plan(mode=mode, console=False, mqtt=mqtt, fps=None if live else fps, max_frames=warmup + frames,
+                warmup=warmup)
     code, summary = serve(loaded, plan, strict=True)
     if summary is not None:
-        report = BenchReport.of(summary, loaded, warmup)
+        report = BenchReport.of(summary, loaded, warmup, mode, loaded.source.fps if live else fps, state, started)
+        if compare_peer:
+            peer = (run_peer(loaded.source.source, peer_venv) if not live else
+                    PeerResult(str(peer_venv), 0.0, note="the peer comparison runs in replay mode only"))
+            report = report.with_peer(peer)
+        if out is not None:
+            out.write_text(report.to_json() + "\n")
         if as_json:
             typer.echo(report.to_json())
         else:

@@ -292,7 +292,11 @@ class Publisher:
         return len(self._buffer) + sum(m.keep != "session" for m in self._inflight.values())
 
     def _trim(self) -> None:
-        while len(self._buffer) > self.options.buffer_size:
+        """Drop the oldest beyond `buffer_size`. While connected, the messages that the sender can hand to
+        paho at once (free in-flight slots) are not waiting for the broker and do not count: a burst (the
+        `end` events of every open track at once) must not be dropped by a broker that is there."""
+        room = self.options.max_inflight - len(self._inflight) - len(self._session) if self._connected else 0
+        while len(self._buffer) > self.options.buffer_size + max(0, room):
             self._buffer.popleft()
             self._counts["dropped"] += 1
             if not self._drops_logged:

@@ -111,7 +111,8 @@ def replay_through_outage(model: Path, folder: Path, buffer_size: int, outage_s:
         broker.start()
         code = daemon.wait(180)
         written = read_events(events_out)
-        counter.wait(lambda m: not missing(written, received(m)), 30)
+        counter.wait(lambda m: (topic("available"), "offline", False) in m, 30)  # sent after the last event
+        counter.wait(lambda m: not missing(written, received(m)), 5)
     finally:
         daemon.kill()
         counter.close()
@@ -549,3 +550,17 @@ def test_5_check_config_refuses_a_tls_file_that_is_no_certificate(edge_model: Pa
     assert result.returncode == 2
     assert result.stderr.startswith(f"fer-edge: mqtt.tls_ca: cannot use {tmp_path}/notes.txt: "), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_1_a_burst_while_connected_is_not_dropped_by_a_small_buffer(mosquitto: Mosquitto) -> None:
+    """Regression: the offline buffer's bound also applied while connected, before the sender thread could
+    hand messages to paho, so a burst longer than `buffer_size` (the `end` events of every open track at the
+    end of a replay) lost messages to a broker that was up, and logged a second `buffer full`."""
+    watcher = Subscriber(mosquitto, "fer/hall/events")
+    with Publisher(PublisherOptions("hall", host=mosquitto.host, port=mosquitto.port, buffer_size=3)) as publisher:
+        assert publisher.wait_online(10)
+        for n in range(12):
+            publisher.publish("events", {"n": n})
+        assert publisher.flush(10) == 0 and publisher.counters()["dropped"] == 0
+    assert watcher.wait(lambda m: len(m) == 12)
+    watcher.close()

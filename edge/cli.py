@@ -137,7 +137,7 @@ def analyze(images: Annotated[list[Path], typer.Argument(help="image files")], c
                 image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
                 if image is None:
                     raise UserError(f"{path}: cannot read image")
-                found = inference.process(Frame(index, time.time(), time.perf_counter(), image)).result
+                found = inference.process(Frame(index, time.time(), time.perf_counter(), image), stream=False).result
                 faces = found.observations if found else ()
                 for face in faces:
                     best = max(range(len(face.probabilities)), key=face.probabilities.__getitem__)

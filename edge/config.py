@@ -77,6 +77,7 @@ class DetectorConfig(Section):
     margin: float = Field(0.1, ge=0, le=1)
     detect_width: int = Field(640, ge=0, le=8192)
     tiles: int = Field(1, ge=1, le=4)
+    detect_every: int = Field(2, ge=1, le=30)
 
     @field_validator("detect_width")
     @classmethod
@@ -93,7 +94,7 @@ class DetectorConfig(Section):
 
 class ClassifierConfig(Section):
     model: Path = ROOT / "models/fer_cnn_int8.tflite"
-    threads: int = Field(2, ge=1, le=16)
+    threads: int = Field(1, ge=1, le=16)
 
     @field_validator("model", mode="before")
     @classmethod

@@ -52,7 +52,8 @@ def build_inference(config: Config) -> Inference:
     except BaseException:
         classifier.close()
         raise
-    return Inference(detector, classifier, margin=d.margin, detect_width=d.detect_width)
+    return Inference(detector, classifier, margin=d.margin, detect_width=d.detect_width,
+                     detect_every=d.detect_every)
 
 
 def build_source(config: Config, plan: Plan) -> Source:

@@ -1,5 +1,9 @@
 """The inference stage: one frame in, its classified faces out (detect → crop with margin → classify all at once).
 
+`detect_every` n > 1 runs the detector on every n-th frame only and classifies the faces of the frames in
+between at the boxes last detected (a track that stands still for n - 1 frames; the crop margin absorbs
+the motion of a face between frames at camera rates). A frame of a different size is always detected.
+
 Odd frames are handled here and reported, never raised: empty or unsupported frames are skipped; gray and
 4-channel frames are converted; frames wider than the detector's width are downscaled by the detector.
 """
@@ -14,7 +18,7 @@ import numpy as np
 
 from edge.classify import EmotionClassifier
 from edge.detect import FaceDetector, as_bgr, crop
-from edge.events import Frame, FrameResult, Observation
+from edge.events import Face, Frame, FrameResult, Observation
 
 FrameKind = Literal["bgr", "gray", "bgra", "empty", "unsupported"]
 
@@ -40,29 +44,42 @@ class Inferred:
     detect_s: float = 0.0
     preprocess_s: float = 0.0
     classify_s: float = 0.0
+    detected: bool = True  # False: the boxes came from an earlier frame (`detect_every`)
 
 
 class Inference:
     """Owns a detector and a classifier; use from one thread (neither is thread-safe), then `close()`."""
 
     def __init__(self, detector: FaceDetector, classifier: EmotionClassifier, margin: float = 0.1,
-                 detect_width: int = 640) -> None:
+                 detect_width: int = 640, detect_every: int = 1) -> None:
         if not 0.0 <= margin <= 1.0:
             raise ValueError(f"margin must be 0-1, got {margin!r}")
+        if not 1 <= detect_every <= 30:
+            raise ValueError(f"detect_every must be 1-30, got {detect_every!r}")
         self.detector, self.classifier, self.margin, self.detect_width = detector, classifier, margin, detect_width
+        self.detect_every = detect_every
+        self._carried: tuple[Face, ...] = ()
+        self._carried_shape: tuple[int, ...] = ()
+        self._due = 0  # frames until the detector runs again
 
     @property
     def labels(self) -> tuple[str, ...]:
         return self.classifier.labels
 
-    def process(self, frame: Frame) -> Inferred:
+    def process(self, frame: Frame, stream: bool = True) -> Inferred:
+        """`stream` False: `frame` is unrelated to the one before (a photo), so it is always detected."""
         kind = frame_kind(frame.image)
         image = as_bgr(frame.image) if kind not in ("empty", "unsupported") else None
         if image is None:
             return Inferred(None, kind, False, 0)
         clock = time.perf_counter
         start = clock()
-        faces = self.detector.detect(image)
+        fresh = not stream or self._due <= 0 or image.shape != self._carried_shape
+        if fresh:
+            self._carried, self._carried_shape = self.detector.detect(image), image.shape
+            self._due = self.detect_every
+        self._due -= 1
+        faces = self._carried
         detected = clock()
         kept, crops = [], []
         for face in faces:
@@ -79,7 +96,7 @@ class Inference:
             for face, row in zip(kept, probabilities, strict=True))
         result = FrameResult(frame.index, frame.timestamp, frame.captured_at, observations)
         return Inferred(result, kind, 0 < self.detect_width < image.shape[1], len(faces) - len(kept),
-                        detected - start, prepared - detected, classified - prepared)
+                        detected - start, prepared - detected, classified - prepared, fresh)
 
     def close(self) -> None:
         self.detector.close()

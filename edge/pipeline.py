@@ -221,7 +221,8 @@ class Pipeline:
             if inferred.result is None:
                 continue
             if self._measure(frame.index):
-                for stage, seconds in (("detect", inferred.detect_s), ("preprocess", inferred.preprocess_s),
+                detect = (("detect", inferred.detect_s),) if inferred.detected else ()  # detect_every: when run
+                for stage, seconds in (*detect, ("preprocess", inferred.preprocess_s),
                                        ("classify", inferred.classify_s)):
                     self.stats.record(stage, seconds)
             if not self._put(self._results, inferred.result):

@@ -36,7 +36,8 @@ from edge.events import Box  # noqa: E402
 SHARED = Path(os.environ.get("FER_SHARED", ROOT.parent / "shared"))
 # (backend, changes to the bench settings); {} is what `bench` runs.
 VARIANTS: list[tuple[str, dict[str, int]]] = [
-    ("blazeface", {}), ("blazeface", {"tiles": 2}), ("haar", {}), ("haar", {"haar_width": 0})]
+    ("blazeface", {}), ("blazeface", {"tiles": 2}), ("blazeface-tasks", {}), ("blazeface-tasks", {"tiles": 2}),
+    ("haar", {}), ("haar", {"haar_width": 0})]
 
 
 def ground_truth(folder: Path) -> dict[Path, list[Box]]:
@@ -89,7 +90,7 @@ def main() -> None:
             min_face_size=config.min_face_size, max_width=config.detect_width, tiles=config.tiles), **changes)
         settings = {"max_width": options.max_width, "min_face_size": options.min_face_size,
                     "score_threshold": options.score_threshold}
-        settings |= {"tiles": options.tiles} if backend == "blazeface" else {"haar_width": options.haar_width}
+        settings |= {"haar_width": options.haar_width} if backend == "haar" else {"tiles": options.tiles}
         with create_detector(backend, options) as detector:
             rows.append({"backend": backend, "bench_settings": not changes, "settings": settings,
                          "photos": [photo_scores(detector, truth, iou) for iou in (0.3, 0.5)],

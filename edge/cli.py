@@ -44,7 +44,7 @@ MqttHost = Annotated[str | None, typer.Option(help="broker host (overrides mqtt.
 MqttPort = Annotated[int | None, typer.Option(help="broker port (overrides mqtt.port)")]
 Fps = Annotated[float | None, typer.Option(help="target frames per second (replay: pace to it)")]
 Model = Annotated[Path | None, typer.Option(help="emotion model .tflite, manifest beside it")]
-Detector = Annotated[str | None, typer.Option(help="face detector: blazeface or haar")]
+Detector = Annotated[str | None, typer.Option(help="face detector: blazeface, blazeface-tasks or haar")]
 EventsOut = Annotated[Path | None, typer.Option(help="write events as JSON lines to this file instead of stdout")]
 
 

@@ -70,7 +70,7 @@ class SourceConfig(Section):
 
 
 class DetectorConfig(Section):
-    backend: Literal["blazeface", "haar"] = "blazeface"
+    backend: Literal["blazeface", "blazeface-tasks", "haar"] = "blazeface"
     model: Path | None = None  # None: the backend's own model (edge.detect.DEFAULT_MODELS)
     min_face_size: int = Field(24, ge=8, le=1024)
     score_threshold: float = Field(0.5, ge=0, le=1)

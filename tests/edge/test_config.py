@@ -72,7 +72,7 @@ def test_defaults_name_the_host_and_the_shipped_model() -> None:
         ("[source]\nfps = 500\n", "source.fps: expected a number > 0 and <= 120, got 500"),
         ("[source]\nfps = \"fast\"\n", 'source.fps: expected a number > 0 and <= 120, got "fast"'),
         ("[detector]\nbackend = \"yolo\"\n",
-         'detector.backend: expected one of "blazeface", "haar", got "yolo"'),
+         'detector.backend: expected one of "blazeface", "blazeface-tasks", "haar", got "yolo"'),
         ("[tracker]\nmin_hits = 0\n", "tracker.min_hits: expected an integer 1-100, got 0"),
         ("[smoother]\nalpha = 1.5\n", "smoother.alpha: expected a number > 0 and <= 1, got 1.5"),
         ("[log]\nlevel = \"loud\"\n",

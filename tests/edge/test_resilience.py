@@ -91,24 +91,26 @@ class Outage:
     events: list[dict[str, Any]]  # as the persistent subscriber got them
     stats: list[dict[str, Any]]
     during: int  # events written while the broker was down
-    alive: bool  # the replay was still running when the broker came back
+    alive: bool  # the replay was still replaying frames when the broker came back
     daemon: FerEdge
 
 
 def replay_through_outage(model: Path, folder: Path, buffer_size: int, outage_s: float) -> Outage:
-    """`fer-edge replay` at 20 fps, QoS 1; the broker stops once events flow and starts again on its port."""
+    """`fer-edge replay` paced to 12 fps (23 s of clip), QoS 1; the broker stops once events flow and starts
+    again on its port while frames are still being replayed."""
     broker = broker_in(folder)
     counter = Subscriber(broker, f"fer/{DEVICE}/#", client_id=f"counter-{uuid.uuid4().hex[:8]}", persistent=True)
     events_out = folder / "events.jsonl"
     config = toml_config(folder, model, mqtt=mqtt_table(broker, buffer_size=buffer_size), smoother=EVENTFUL)
-    daemon = FerEdge("replay", hamilton_clip(), "--events-out", events_out, "--fps", "20", "--config", config,
+    daemon = FerEdge("replay", hamilton_clip(), "--events-out", events_out, "--fps", "12", "--config", config,
                      cwd=folder)
     try:
         assert wait_until(lambda: len(read_events(events_out)) >= 3 or not daemon.running, 120), daemon.describe()
         broker.stop()
         before = len(read_events(events_out))
         time.sleep(outage_s)
-        during, alive = len(read_events(events_out)) - before, daemon.running
+        during = len(read_events(events_out)) - before
+        alive = daemon.running and not daemon.logged("waiting up to")  # still replaying, not waiting to flush
         broker.start()
         code = daemon.wait(180)
         written = read_events(events_out)

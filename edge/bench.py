@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -20,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import psutil
 from rich.table import Table
 
 from edge.config import ROOT, Config
@@ -76,7 +78,8 @@ def run_peer(video: str, venv: Path = PEER_VENV, script: Path = PEER_SCRIPT,
 
 
 def machine() -> dict[str, Any]:
-    """What the figures were measured on, and how busy it was (1-minute load average) when they were."""
+    """What the figures were measured on, and how busy it was when they were: the 1-minute load average and
+    the number of `fer-trainer` processes (training shares the CPU and slows everything down)."""
     model = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -85,8 +88,13 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
+    trainers = 0
+    for process in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error, TypeError):
+            trainers += any("fer-trainer" in part for part in process.info["cmdline"] or ())
     return {"cpu": model, "cpu_count": os.cpu_count(), "arch": platform.machine(),
-            "python": platform.python_version(), "load_avg_1m": round(os.getloadavg()[0], 2)}
+            "python": platform.python_version(), "load_avg_1m": round(os.getloadavg()[0], 2),
+            "fer_trainer_processes": trainers}
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +150,8 @@ class BenchReport:
         pace = f"live at {self.target_fps:g} FPS" if self.mode == "live" else "replay"
         title = (f"{self.source} ({pace}): {self.frames} frames after {self.warmup} warm-up, {self.fps:.1f} FPS, "
                  f"CPU {self.cpu_percent:.0f}% of one core ({self.cpu_count} cores, load "
-                 f"{self.machine.get('load_avg_1m')}), RSS {self.rss_mb:.0f} MB (peak {self.peak_rss_mb:.0f}), "
+                 f"{self.machine.get('load_avg_1m')}, {self.machine.get('fer_trainer_processes')} fer-trainer "
+                 f"processes), RSS {self.rss_mb:.0f} MB (peak {self.peak_rss_mb:.0f}), "
                  f"{self.faces} faces, {self.drops} dropped")
         table = Table(title=title, caption=f"detector {self.detector}, model {self.model} "
                                            f"({self.classifier_threads} threads); latency in ms; "

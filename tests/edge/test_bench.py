@@ -56,6 +56,7 @@ def test_compare_peer_runs_the_peer_on_the_same_video_and_reports_the_ratio(edge
     assert peer["result"]["video"] == str(hamilton_clip()), "the peer gets the video that we measured"
     assert report["ratio"] == pytest.approx(report["fps"] / 2.5, rel=0.01)
     assert report["machine"]["cpu_count"] and report["machine"]["load_avg_1m"] >= 0
+    assert report["machine"]["fer_trainer_processes"] >= 0
 
 
 @pytest.mark.parametrize(("body", "note"), [

@@ -22,4 +22,7 @@ mkdir -p "$OUT"
 .venv/bin/python benchmarks/ablation.py --out "$OUT/ablation.json" > /dev/null
 .venv/bin/python benchmarks/stages.py --out "$OUT/stages.json" > /dev/null
 .venv/bin/python benchmarks/detection_quality.py --out "$OUT/detection_quality.json" > /dev/null
+if .venv/bin/python -c "import tensorflow" 2> /dev/null; then  # the train extra: the Pi yardstick
+  .venv/bin/python benchmarks/mobilenet_reference.py --out "$OUT/mobilenet_reference.json" > /dev/null
+fi
 echo "results in $OUT"

@@ -4,6 +4,7 @@ the broker's side (items 1, 2, 6) is in test_resilience.py."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -12,6 +13,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +108,63 @@ def test_3_a_deleted_source_is_retried_the_daemon_stays_up_and_the_watchdog_star
     assert len(daemon.logged(r"source .*clip\.mp4 is down: retrying with backoff")) == 1
     assert len(daemon.logged(r"source .*clip\.mp4 is back")) == 1
     assert "STOPPING=1" in [field for _, field in systemd.fields]
+
+
+class MjpegStream:
+    """A real MJPEG-over-HTTP stream (what IP cameras serve) that the test can make stall: the connection
+    stays open and nothing more arrives, like a camera that hangs or a network path that goes silent."""
+
+    def __init__(self) -> None:
+        self.stalled = threading.Event()
+        jpeg = cv2.imencode(".jpg", np.full((120, 160, 3), 128, np.uint8))[1].tobytes()
+        part = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n" % (len(jpeg), jpeg)
+        stalled = self.stalled
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                with contextlib.suppress(OSError):
+                    while True:
+                        if not stalled.is_set():
+                            self.wfile.write(part)
+                        time.sleep(0.05)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/stream.mjpg"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_3_a_stalled_stream_is_lost_after_stall_timeout_and_reopened() -> None:
+    """Fails if a stream that stops delivering frames without closing (FFmpeg decoding real MJPEG over HTTP)
+    blocks the reader forever instead of counting as lost after `stall_timeout_s`, or if it is not reopened
+    with backoff and does not deliver again once the stream flows."""
+    stream = MjpegStream()
+    options = CaptureOptions(source=stream.url, mode="live", stall_timeout=2.0, reconnect_initial=0.2,
+                             reconnect_max=0.5)
+    try:
+        with Source.create(options) as source:
+            assert source.read(timeout=30) is not None
+            stream.stalled.set()
+            assert wait_until(lambda: source.stats().down, 60), source.stats()
+            assert wait_until(lambda: source.stats().reconnects >= 1, 60), "a reopen that stalled too, retried"
+            assert not source.ended
+            stream.stalled.clear()
+            assert wait_until(lambda: not source.stats().down, 60), source.stats()
+            assert source.read(timeout=30) is not None
+            stats = source.stats()
+    finally:
+        stream.close()
+    assert stats.outages == 1 and stats.reconnects >= 1
 
 
 # 4. Bad model

@@ -95,6 +95,7 @@ class DetectorConfig(Section):
 class ClassifierConfig(Section):
     model: Path = ROOT / "models/fer_cnn_int8.tflite"
     threads: int = Field(1, ge=1, le=16)
+    classify_every: int = Field(1, ge=1, le=30)
 
     @field_validator("model", mode="before")
     @classmethod

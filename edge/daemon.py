@@ -53,7 +53,7 @@ def build_inference(config: Config) -> Inference:
         classifier.close()
         raise
     return Inference(detector, classifier, margin=d.margin, detect_width=d.detect_width,
-                     detect_every=d.detect_every)
+                     detect_every=d.detect_every, classify_every=config.classifier.classify_every)
 
 
 def build_source(config: Config, plan: Plan) -> Source:

@@ -68,8 +68,22 @@ def test_a_frame_of_another_size_or_an_unrelated_photo_is_always_detected(
     inference.close()
 
 
-@pytest.mark.parametrize("every", [0, 31])
-def test_detect_every_out_of_range_is_rejected_naming_it(edge_model: Path, every: int) -> None:
+@pytest.mark.parametrize(("name", "every"), [("detect_every", 0), ("detect_every", 31), ("classify_every", 0)])
+def test_every_out_of_range_is_rejected_naming_it(edge_model: Path, name: str, every: int) -> None:
     classifier = EmotionClassifier.create(ClassifierOptions(model=edge_model))
-    with pytest.raises(ValueError, match=rf"^detect_every must be 1-30, got {every}$"):
-        Inference(CountingDetector(), classifier, detect_every=every)
+    with pytest.raises(ValueError, match=rf"^{name} must be 1-30, got {every}$"):
+        Inference(CountingDetector(), classifier, **{name: every})  # type: ignore[arg-type]
+
+
+def test_classify_every_n_keeps_a_stable_face_probabilities_and_reclassifies_a_moved_one(edge_model: Path) -> None:
+    classifier = EmotionClassifier.create(ClassifierOptions(model=edge_model))
+    inference = Inference(BlazeFaceDetector.create(), classifier, classify_every=3)
+    frames = demo_frames(5)
+    results = [inference.process(frame) for frame in frames[:4]]
+    assert [r.faces_reused for r in results] == [0, 1, 1, 0], "the drifting demo face is stable frame to frame"
+    probabilities = [r.result.observations[0].probabilities for r in results]
+    assert probabilities[0] == probabilities[1] == probabilities[2] != probabilities[3]
+    moved = Frame(4, time.time(), time.perf_counter(), np.roll(frames[4].image, 200, axis=1))
+    assert inference.process(moved).faces_reused == 0, "a face that moved is classified at once"
+    assert inference.process(frames[4], stream=False).faces_reused == 0, "an unrelated photo never reuses"
+    inference.close()

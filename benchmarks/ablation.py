@@ -7,6 +7,7 @@ Variants (benchmarks/configs/), each adding one change to the one before:
   threads1      ... 1 interpreter thread
   litert        ... BlazeFace on LiteRT directly (edge/blazeface.py)
   every2        ... detector on every 2nd frame: the shipped defaults
+  classify3     ... adaptive classification, a stable face classified every 3rd frame (optional, off by default)
 The BGR→RGB conversion fix is in all of them (it is not configurable; benchmarks/stages.py measures it).
 The variants run in turn, `--rounds` times, each as its own process; the report keeps every run and the
 median FPS and CPU% per variant. Replay mode, no MQTT, 30 warm-up frames then the rest of the clip.
@@ -30,7 +31,7 @@ from edge.bench import machine  # noqa: E402
 
 CONFIGS = ROOT / "benchmarks" / "configs"
 VARIANTS = {"before": CONFIGS / "before.toml", "threads1": CONFIGS / "tasks-every1.toml",
-            "litert": CONFIGS / "every1.toml", "every2": ROOT / "config.toml"}
+            "litert": CONFIGS / "every1.toml", "every2": ROOT / "config.toml", "classify3": CONFIGS / "classify3.toml"}
 
 
 def bench(config: Path, video: Path) -> dict[str, Any]:

@@ -22,6 +22,10 @@ mkdir -p "$OUT"
 .venv/bin/python benchmarks/ablation.py --out "$OUT/ablation.json" > /dev/null
 .venv/bin/python benchmarks/stages.py --out "$OUT/stages.json" > /dev/null
 .venv/bin/python benchmarks/detection_quality.py --out "$OUT/detection_quality.json" > /dev/null
+if [ -x .venv/bin/py-spy ] || command -v py-spy > /dev/null; then  # pip install py-spy
+  .venv/bin/python benchmarks/profile.py --config benchmarks/configs/before.toml --out "$OUT/profile_before.json" > /dev/null
+  .venv/bin/python benchmarks/profile.py --config config.toml --out "$OUT/profile_after.json" > /dev/null
+fi
 if .venv/bin/python -c "import tensorflow" 2> /dev/null; then  # the train extra: the Pi yardstick
   .venv/bin/python benchmarks/mobilenet_reference.py --out "$OUT/mobilenet_reference.json" > /dev/null
 fi

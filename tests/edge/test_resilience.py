@@ -95,14 +95,14 @@ class Outage:
     daemon: FerEdge
 
 
-def replay_through_outage(model: Path, folder: Path, buffer_size: int, outage_s: float) -> Outage:
-    """`fer-edge replay` paced to 12 fps (23 s of clip), QoS 1; the broker stops once events flow and starts
+def replay_through_outage(model: Path, folder: Path, buffer_size: int, outage_s: float, fps: int) -> Outage:
+    """`fer-edge replay` paced to `fps` (12: 23 s of clip), QoS 1; the broker stops once events flow and starts
     again on its port while frames are still being replayed."""
     broker = broker_in(folder)
     counter = Subscriber(broker, f"fer/{DEVICE}/#", client_id=f"counter-{uuid.uuid4().hex[:8]}", persistent=True)
     events_out = folder / "events.jsonl"
     config = toml_config(folder, model, mqtt=mqtt_table(broker, buffer_size=buffer_size), smoother=EVENTFUL)
-    daemon = FerEdge("replay", hamilton_clip(), "--events-out", events_out, "--fps", "12", "--config", config,
+    daemon = FerEdge("replay", hamilton_clip(), "--events-out", events_out, "--fps", str(fps), "--config", config,
                      cwd=folder)
     try:
         assert wait_until(lambda: len(read_events(events_out)) >= 3 or not daemon.running, 120), daemon.describe()
@@ -127,7 +127,7 @@ def replay_through_outage(model: Path, folder: Path, buffer_size: int, outage_s:
 def test_1_a_broker_outage_mid_replay_loses_no_event(edge_model: Path, tmp_path: Path) -> None:
     """Fails if an event written during a 10 s broker outage never reaches a persistent QoS-1 subscriber, if
     events arrive out of order, or if the daemon stops processing frames while the broker is away."""
-    run = replay_through_outage(edge_model, tmp_path, buffer_size=1000, outage_s=10.0)
+    run = replay_through_outage(edge_model, tmp_path, buffer_size=1000, outage_s=10.0, fps=12)
     assert run.code == 0, run.daemon.describe()
     assert run.alive and run.during >= 5, "the replay kept processing and writing events during the outage"
     assert len(run.written) >= 20
@@ -144,7 +144,7 @@ def test_1_an_outage_that_overflows_the_buffer_counts_the_drops_and_logs_once(ed
                                                                               tmp_path: Path) -> None:
     """Fails if messages dropped from a full offline buffer (buffer_size 3) are lost silently: they must be
     counted in the stats topic (mqtt.dropped) and logged exactly once, however many there are."""
-    run = replay_through_outage(edge_model, tmp_path, buffer_size=3, outage_s=6.0)
+    run = replay_through_outage(edge_model, tmp_path, buffer_size=3, outage_s=6.0, fps=20)
     assert run.code == 0, run.daemon.describe()
     full = run.daemon.logged("offline buffer full")
     assert len(full) == 1 and "WARNING" in full[0] and "mqtt.dropped" in full[0], full

@@ -87,7 +87,8 @@ def main() -> None:
     for backend, changes in VARIANTS:
         options = replace(DetectorOptions(
             model=DEFAULT_MODELS[backend], score_threshold=config.score_threshold,
-            min_face_size=config.min_face_size, max_width=config.detect_width, tiles=config.tiles), **changes)
+            min_face_size=config.min_face_size, max_width=config.detect_width, tiles=config.tiles,
+            haar_width=config.haar_width), **changes)
         settings = {"max_width": options.max_width, "min_face_size": options.min_face_size,
                     "score_threshold": options.score_threshold}
         settings |= {"haar_width": options.haar_width} if backend == "haar" else {"tiles": options.tiles}

@@ -78,8 +78,9 @@ class DetectorConfig(Section):
     detect_width: int = Field(640, ge=0, le=8192)
     tiles: int = Field(1, ge=1, le=4)
     detect_every: int = Field(2, ge=1, le=30)
+    haar_width: int = Field(320, ge=0, le=8192)
 
-    @field_validator("detect_width")
+    @field_validator("detect_width", "haar_width")
     @classmethod
     def _width(cls, value: int) -> int:
         if 0 < value < 64:

@@ -48,7 +48,7 @@ def build_inference(config: Config) -> Inference:
     try:
         detector = create_detector(d.backend, DetectorOptions(
             model=d.model or DEFAULT_MODELS[d.backend], score_threshold=d.score_threshold,
-            min_face_size=d.min_face_size, max_width=d.detect_width, tiles=d.tiles))
+            min_face_size=d.min_face_size, max_width=d.detect_width, tiles=d.tiles, haar_width=d.haar_width))
     except BaseException:
         classifier.close()
         raise

@@ -81,6 +81,7 @@ def test_defaults_name_the_host_and_the_shipped_model() -> None:
         ("[device]\nname = \"a/b\"\n", "device.name: must not contain '/', '+', '#' or spaces"),
         ("[classifier]\nmodel = 7\n", 'classifier.model: expected a file path or "", got 7'),
         ("[detector]\ndetect_width = 32\n", "detector.detect_width: expected 0 (off) or an integer 64-8192, got 32"),
+        ("[detector]\nhaar_width = 10\n", "detector.haar_width: expected 0 (off) or an integer 64-8192, got 10"),
         ("[detector]\ntiles = 9\n", "detector.tiles: expected an integer 1-4, got 9"),
         ("[source]\nreconnect_min_s = 5.0\nreconnect_max_s = 1.0\n", "source: reconnect_min_s 5.0 exceeds"),
         ("[mqtt]\nreconnect_min_s = 10.0\nreconnect_max_s = 2.0\n", "mqtt: reconnect_min_s 10.0 exceeds"),

@@ -113,7 +113,7 @@ class TrackerConfig(Section):
 class SmootherConfig(Section):
     alpha: float = Field(0.3, gt=0, le=1)
     margin: float = Field(0.1, ge=0, le=1)
-    min_dwell_s: float = Field(1.0, ge=0, le=60)
+    min_dwell_s: float = Field(0.5, ge=0, le=60)
 
 
 class MqttConfig(Section):

@@ -21,7 +21,7 @@ class SmootherOptions:
     device: str
     alpha: float = 0.3
     margin: float = 0.1
-    min_dwell_s: float = 1.0
+    min_dwell_s: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.labels or len(set(self.labels)) != len(self.labels):

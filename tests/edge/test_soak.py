@@ -5,6 +5,7 @@ open files; the 30-minute figures of the same script are in the README."""
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -38,11 +39,14 @@ def test_8_a_looping_daemon_holds_its_memory_threads_and_open_files(edge_model: 
     assert report["ran_to_end"] and report["daemon_exit_code"] == 0 and report["tracebacks"] == 0
     assert summary["samples_after_warmup"] >= 12
     assert summary["rss_growth_mb"] < 5.0, summary
-    # At most one step: OpenCV creates its parallel pool's worker lazily, at its first parallel call (seen
-    # 20-45 s into runs, a native thread in cv2.abi3.so). A leak per loop of the clip (every 9 s) or per
-    # reconnect or track would add one thread for each, ten or more in these 90 s.
-    assert summary["threads_max"] - summary["threads_min"] <= 1, summary
-    assert summary["fds_max"] - summary["fds_min"] <= 1, summary  # 1: a sample may fall between close and reopen
+    after = [sample for sample in report["samples"] if sample["t_s"] >= WARMUP_S]
+    for key in ("threads", "fds"):
+        # Growth above the typical (median) count, not dips: a sample may fall between closing the file at the
+        # end of a loop and reopening it, when FFmpeg's decoder threads and the file are gone for a moment.
+        # One more thread is allowed: OpenCV starts its pool's worker at its first parallel call (seen 20-45 s
+        # into runs). A leak per loop of the clip (every 9 s), per reconnect or per track adds ten or more.
+        typical = statistics.median_low(sample[key] for sample in after)
+        assert max(sample[key] for sample in after) - typical <= 1, (key, [sample[key] for sample in after])
     assert summary["frames"] > 2 * 275, "the clip looped at least twice"
     events = [json.loads(text) for name, text, _ in watcher.messages if name == "fer/soak/events"]
     stats = [json.loads(text) for name, text, _ in watcher.messages if name == "fer/soak/stats"]

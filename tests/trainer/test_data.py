@@ -111,6 +111,6 @@ def test_augmented_batches_keep_shape_and_range(fer_small: Path) -> None:
     images, targets = next(iter(data.as_tf_dataset(split, 32, train=True, augment="strong")))
     assert images.shape == (32, 48, 48, 1) and targets.shape == (32, 7)
     values = images.numpy()
-    assert values.min() >= 0 and values.max() <= 255
+    assert values.min() >= -1e-3 and values.max() <= 255 + 1e-3  # interpolation rounds a hair past the ends
     originals = split.images[..., None].astype(np.float32)
     assert not any(np.array_equal(values[0], original) for original in originals)

@@ -40,7 +40,7 @@ def test_int8_agrees_with_float_on_real_faces(tiny_run: Path, int8_model: Path, 
 
 def test_quantize_command_records_metrics(tiny_run: Path, fer_small: Path, tmp_path: Path) -> None:
     out, comparison = quantize(QuantizeOptions(run_dir=tiny_run, data=fer_small, out=tmp_path / "m.tflite",
-                                               calibration_faces=64))
+                                               calibration_faces=300))
     manifest = json.loads(out.with_suffix(".json").read_text())
     assert set(manifest["metrics"]) == {"PublicTest", "PrivateTest"}
     assert manifest["metrics"]["PrivateTest"]["faces"] == 200

@@ -33,7 +33,7 @@ def tiny_run(fer_small: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     run_dir = tmp_path_factory.mktemp("run") / "cnn"
     fit(FitOptions(data=fer_small, run_dir=run_dir, arch="cnn", width=0.25, epochs=3, batch_size=32,
-                   learning_rate=3e-3, warmup_epochs=0, label_smoothing=0.0))
+                   learning_rate=3e-3, warmup_epochs=0, label_smoothing=0.0, seed=1))
     return run_dir
 
 

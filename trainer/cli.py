@@ -56,6 +56,8 @@ def fit(
     run_dir: Annotated[Path | None, typer.Option(help="output directory; default runs/<arch>")] = None,
     resume: Annotated[bool, typer.Option(help="continue an interrupted run from its backup/")] = False,
     strategy: Annotated[str, typer.Option(help="default, mirrored (all local GPUs) or multi-worker")] = "default",
+    precision: Annotated[str, typer.Option(help="float32, mixed_bfloat16 (CPUs with AMX/AVX512-BF16) "
+                                                "or mixed_float16 (GPUs)")] = "float32",
     seed: int = 42,
     limit: Annotated[int, typer.Option(help="use only N Training and N PublicTest faces (smoke runs)")] = 0,
 ) -> None:
@@ -63,6 +65,7 @@ def fit(
     choices = {"labels": (labels, ("fer2013", "ferplus", "ferplus-soft")),
                "schedule": (schedule, ("cosine", "constant")), "augment": (augment, ("none", "tutorial", "strong")),
                "strategy": (strategy, ("default", "mirrored", "multi-worker")),
+               "precision": (precision, ("float32", "mixed_bfloat16", "mixed_float16")),
                "arch": (arch, ("cnn", "tutorial", "mobilenet"))}
     for name, (value, allowed) in choices.items():
         if value not in allowed:
@@ -80,7 +83,7 @@ def fit(
             data=default_data(data), run_dir=run_dir or Path("runs") / arch, arch=arch, labels=labels,
             epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, schedule=schedule,
             label_smoothing=label_smoothing, augment=augment, width=width, input_size=input_size,
-            strategy=strategy, seed=seed, limit=limit, resume=resume,
+            strategy=strategy, precision=precision, seed=seed, limit=limit, resume=resume,
         )
         best = run_fit(options, dataset)
     except (UserError, ValueError) as exc:

@@ -77,10 +77,9 @@ def predict(model_path: Path, images: np.ndarray, threads: int = 2) -> np.ndarra
                                      for i in range(0, len(images), BATCH)])
             return scores[:, [classifier.labels.index(label) for label in FER2013_LABELS]]
     if model_path.suffix == ".keras":
-        import keras
+        from trainer.models import load_float32
 
-        model = keras.models.load_model(model_path)
-        return predict_keras(model, images)
+        return predict_keras(load_float32(model_path), images)
     raise UserError(f"{model_path}: expected a .keras or .tflite model")
 
 

@@ -45,7 +45,7 @@ def tutorial(options: ModelOptions) -> keras.Model:
             layers.Flatten(),
             layers.Dense(1024, activation="relu"),
             layers.Dropout(0.5),
-            layers.Dense(options.num_classes, activation="softmax"),
+            layers.Dense(options.num_classes, activation="softmax", dtype="float32"),
         ],
         name="tutorial",
     )
@@ -64,7 +64,7 @@ def cnn(options: ModelOptions) -> keras.Model:
         x = layers.MaxPooling2D(2, name=f"stage{stage}_pool")(x)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(options.dropout)(x)
-    outputs = layers.Dense(options.num_classes, activation="softmax")(x)
+    outputs = layers.Dense(options.num_classes, activation="softmax", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="cnn")
 
 
@@ -86,7 +86,7 @@ def mobilenet(options: ModelOptions) -> keras.Model:
     x = backbone(x)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(options.dropout)(x)
-    outputs = layers.Dense(options.num_classes, activation="softmax")(x)
+    outputs = layers.Dense(options.num_classes, activation="softmax", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=f"mobilenet_v2_{options.width:g}_{options.input_size}")
 
 
@@ -95,6 +95,28 @@ ARCHITECTURES: dict[str, Callable[[ModelOptions], keras.Model]] = {
     "tutorial": tutorial,
     "mobilenet": mobilenet,
 }
+
+
+def load_float32(path) -> keras.Model:
+    """Load a checkpoint with every layer computing in float32, whatever precision it was trained in."""
+    trained = keras.models.load_model(path)
+    config = _float32_config(trained.get_config())
+    model = trained.__class__.from_config(config)
+    model.set_weights(trained.get_weights())
+    return model
+
+
+def _float32_config(node):
+    if isinstance(node, dict):
+        return {key: "float32" if key == "dtype" and _is_policy(value) else _float32_config(value)
+                for key, value in node.items()}
+    if isinstance(node, list):
+        return [_float32_config(value) for value in node]
+    return node
+
+
+def _is_policy(value) -> bool:
+    return isinstance(value, str) or (isinstance(value, dict) and value.get("class_name") == "DTypePolicy")
 
 
 def build(arch: str, options: ModelOptions) -> keras.Model:

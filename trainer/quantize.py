@@ -77,14 +77,14 @@ def export_int8(model, calibration: np.ndarray, out: Path, run: dict) -> Manifes
 
 def quantize(options: QuantizeOptions) -> tuple[Path, dict]:
     """Export the run's best checkpoint as int8 and record int8 metrics and float-vs-int8 agreement."""
-    import keras
+    from trainer.models import load_float32
 
     best = options.run_dir / "best.keras"
     run_json = options.run_dir / "run.json"
     if not best.is_file() or not run_json.is_file():
         raise UserError(f"{options.run_dir}: expected best.keras and run.json from `fer-trainer fit`")
     run = json.loads(run_json.read_text())
-    model = keras.models.load_model(best)
+    model = load_float32(best)
     dataset = fer_data.load(options.data)
     calibration = dataset.split("Training").take(options.calibration_faces, options.seed).images
     out = options.out or options.run_dir / f"fer_{run['arch']}_int8.tflite"

@@ -125,11 +125,12 @@ class TrackState:
 
 @dataclass(frozen=True, slots=True)
 class State:
-    """What the device sees now: confirmed faces and the dominant emotion among them."""
+    """What the device sees now: confirmed faces, the dominant emotion among them, and whether frames flow."""
 
     device: str
     timestamp: float
     faces: tuple[TrackState, ...]
+    source: Literal["up", "down"] = "up"
 
     @property
     def dominant(self) -> str | None:
@@ -146,4 +147,5 @@ class State:
             ],
             "count": len(self.faces),
             "dominant": self.dominant,
+            "source": self.source,
         }

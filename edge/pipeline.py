@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 
 from edge.capture import Source
-from edge.events import Frame, FrameResult
+from edge.events import Frame, FrameResult, State
 from edge.infer import Inference
 from edge.service import Notifier, Watchdog
 from edge.sinks import Sink
@@ -106,6 +106,7 @@ class Pipeline:
         self._end: tuple[float, float] = (0.0, 0.0)
         self._measured = self._measured_faces = self._events = 0
         self._next_stats, self._source_down = 0.0, False
+        self._state = State(smoother.options.device, time.time(), ())
         stats.register("source", lambda: {"name": source.options.source, **_fields(source.stats())})
 
     def run(self) -> Summary:
@@ -243,7 +244,7 @@ class Pipeline:
             for event in smoothed.events:
                 self.sink.event(event)
             if smoothed.state_changed:
-                self.sink.state(smoothed.state)
+                self._publish_state(smoothed.state)
             done = clock()
             self._events += len(smoothed.events)
             self.stats.tick("frames")
@@ -269,9 +270,13 @@ class Pipeline:
         for event in finished.events:
             self.sink.event(event)
         if finished.state_changed:
-            self.sink.state(finished.state)
+            self._publish_state(finished.state)
         self._events += len(finished.events)
         self.stats.count("events", len(finished.events))
+
+    def _publish_state(self, state: State) -> None:
+        self._state = replace(state, source="down" if self._source_down else "up")
+        self.sink.state(self._state)
 
     def _periodic(self) -> None:
         """Stats every interval, and at once when the source goes down or comes back."""
@@ -282,6 +287,8 @@ class Pipeline:
                 log.warning("source %s is down: retrying with backoff", self.source.options.source)
             else:
                 log.info("source %s is back", self.source.options.source)
+            live = self.options.mode == "live"
+            self._publish_state(replace(self._state, timestamp=time.time() if live else self._state.timestamp))
         elif now < self._next_stats:
             return
         self._next_stats = now + self.options.stats_interval

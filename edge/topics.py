@@ -28,8 +28,8 @@ TOPICS = (
     Topic("events", "{prefix}/{device}/events", False, "all", "JSON event (edge/schemas/event.schema.json)",
           "One per `start`, `change` or `end` of a tracked face's emotion."),
     Topic("state", "{prefix}/{device}/state", True, "latest",
-          "JSON `{device, timestamp, faces: [{track_id, emotion, confidence, box}], count, dominant}`",
-          "When the faces or their emotions change."),
+          "JSON `{device, timestamp, faces: [{track_id, emotion, confidence, box}], count, dominant, source}`",
+          "When the faces or their emotions change, and when the source goes `down` or comes back `up`."),
     Topic("stats", "{prefix}/{device}/stats", False, "latest",
           "JSON stats snapshot (fps, latency_ms, counters, cpu_percent, rss_mb, temperature_c, throttled, mqtt)",
           "Every `mqtt.stats_interval` seconds."),
@@ -44,6 +44,7 @@ SENSORS = (
      {"icon": "mdi:emoticon-outline"}),
     ("faces", "Faces", "state", "{{ value_json.count }}",
      {"state_class": "measurement", "unit_of_measurement": "faces"}),
+    ("source", "Camera source", "state", "{{ value_json.source }}", {"icon": "mdi:cctv"}),
     ("fps", "Frames per second", "stats", "{{ value_json.fps }}",
      {"state_class": "measurement", "unit_of_measurement": "fps"}),
 )

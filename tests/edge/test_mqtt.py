@@ -357,10 +357,11 @@ def test_home_assistant_discovery_configs_are_retained(mosquitto: Mosquitto) -> 
     with publisher(mosquitto, device="hall.1", discovery=True) as pub:
         assert pub.wait_online(10) and pub.flush(10) == 0
     watcher = Subscriber(mosquitto, "homeassistant/#")
-    assert watcher.wait(lambda m: len(m) == 3)
+    assert watcher.wait(lambda m: len(m) == 4)
     watcher.close()
     configs = {topic: json.loads(text) for topic, text, retain in watcher.messages if retain}
-    assert set(configs) == {f"homeassistant/sensor/hall_1_{key}/config" for key in ("emotion", "faces", "fps")}
+    sensors = ("emotion", "faces", "source", "fps")
+    assert set(configs) == {f"homeassistant/sensor/hall_1_{key}/config" for key in sensors}
     faces = configs["homeassistant/sensor/hall_1_faces/config"]
     assert faces["state_topic"] == "fer/hall.1/state" and faces["availability_topic"] == "fer/hall.1/available"
     assert faces["unique_id"] == "fer_edge_hall_1_faces" and faces["device"]["name"] == "hall.1"

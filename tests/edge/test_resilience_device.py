@@ -69,14 +69,15 @@ class Notifications:
 def test_3_a_deleted_source_is_retried_the_daemon_stays_up_and_the_watchdog_starves(
         edge_model: Path, mosquitto: Mosquitto, tmp_path: Path) -> None:
     """Fails if a looping file source that is deleted kills the daemon, is not retried with backoff, is not
-    shown as down in the stats topic and in systemd's STATUS, or if WATCHDOG=1 keeps arriving while no frame
-    flows (systemd would then never restart a stalled service); and if frames and pings do not resume
-    once the file is back."""
+    shown as down in the retained state, the stats topic and systemd's STATUS, or if WATCHDOG=1 keeps
+    arriving while no frame flows (systemd would then never restart a stalled service); and if frames,
+    pings and the state's `source: up` do not return once the file is back."""
     clip = tmp_path / "clip.mp4"
     shutil.copy(hamilton_clip(), clip)
     config = toml_config(tmp_path, edge_model, source={"loop": True, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},
                          mqtt=mqtt_table(mosquitto))
     stats = Subscriber(mosquitto, topic("stats"))
+    state = Subscriber(mosquitto, topic("state"))
     systemd = Notifications()
     daemon = FerEdge("run", "--source", clip, "--config", config, cwd=tmp_path,
                      env={"NOTIFY_SOCKET": systemd.socket.address, "WATCHDOG_USEC": "1000000"})  # pings every 0.5 s
@@ -95,15 +96,18 @@ def test_3_a_deleted_source_is_retried_the_daemon_stays_up_and_the_watchdog_star
         assert daemon.running, daemon.describe()
         assert systemd.since(down + 1.0, "WATCHDOG=1") == [], "no frames, no pings"
         assert any("source down" in text for text in systemd.since(0, "STATUS="))
+        assert wait_until(lambda: (received(state.messages, "state") or [{}])[-1].get("source") == "down", 10)
         assert source()["reconnects"] >= 3 and source()["outages"] == 1
         shutil.copy(hamilton_clip(), clip)
         assert wait_until(lambda: not source()["down"], 60), daemon.describe()
+        assert wait_until(lambda: (received(state.messages, "state") or [{}])[-1].get("source") == "up", 10)
         back = time.monotonic()
         assert wait_until(lambda: bool(systemd.since(back, "WATCHDOG=1")), 30), "pings resume with the frames"
     finally:
         code = daemon.terminate()
         systemd.close()
         stats.close()
+        state.close()
     assert code == 0, daemon.describe()
     assert len(daemon.logged(r"source .*clip\.mp4 is down: retrying with backoff")) == 1
     assert len(daemon.logged(r"source .*clip\.mp4 is back")) == 1

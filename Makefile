@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 MEDIAPIPE := mediapipe==1.2.2
 SOURCE  ?= demo
 
-.PHONY: run test lint clean
+.PHONY: run test lint clean arm64-check
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,3 +34,7 @@ test: $(VENV)/.dev /usr/sbin/mosquitto lint
 
 clean:
 	rm -rf $(VENV)
+
+# The edge install and tests on arm64 Raspberry Pi OS Bookworm, emulated (20-40 min; not part of `make test`).
+arm64-check:
+	MEDIAPIPE=$(MEDIAPIPE) scripts/arm64_check.sh

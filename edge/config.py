@@ -1,7 +1,7 @@
 """Typed daemon configuration loaded from TOML; every error is one line naming the key path.
 
-Relative paths written in a config file are relative to that file's folder. Defaults are relative
-to the project root, where the shipped config.toml and models/ live.
+Relative paths written in a config file are relative to that file's folder. Defaults are relative to
+edge.paths.ROOT, where the shipped config.toml and models/ live: the checkout, or the installed share/fer-edge.
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from edge.errors import UserError
+from edge.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 PATH_KEYS = {("classifier", "model"), ("detector", "model"),
              ("mqtt", "tls_ca"), ("mqtt", "tls_cert"), ("mqtt", "tls_key")}
 _TOPIC_SEGMENT = re.compile(r"^[^/+#\s]*$")
 
 
 def _resolve(value: object) -> object:
-    """'' means unset; a relative path is taken from the project root (file values arrive absolute)."""
+    """'' means unset; a relative path is taken from ROOT (file values arrive absolute)."""
     if value == "":
         return None
     if isinstance(value, str):

@@ -21,9 +21,9 @@ from edge import blazeface
 from edge.classify import interpreter_class
 from edge.errors import UserError
 from edge.events import Box, Face
+from edge.paths import MODELS
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
-BLAZEFACE_MODEL = PACKAGE_ROOT / "models" / "detectors" / "face_detection_short_range.tflite"
+BLAZEFACE_MODEL = MODELS / "detectors" / "face_detection_short_range.tflite"
 HAAR_CASCADE = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
 
 

@@ -1,0 +1,213 @@
+"""The checks that scripts/arm64_check.sh runs inside the arm64 root, with the installed venv's Python.
+
+It checks that the install is the headless, TensorFlow-free edge install reading its models from the venv,
+times imports and pipeline stages, replays the hamilton clip to a JSONL log and a mosquitto in the root, and
+runs the edge tests against the installed package. Every timing is taken under qemu-user emulation on an x86
+host: it says nothing about a Raspberry Pi's speed. Writes OUT/arm64_bookworm.json; exits 1 if a check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import cv2
+
+import edge
+from edge.classify import ClassifierOptions, EmotionClassifier
+from edge.paths import INSTALLED, MODELS, ROOT
+
+SRC = Path("/opt/fer-edge")
+sys.path.append(str(SRC))  # after site-packages: the tests' helpers, never the checkout's edge/
+from tests.broker import Mosquitto  # noqa: E402
+
+BIN = Path(sys.prefix) / "bin"
+CLIP = Path(os.environ.get("FER_SHARED", "/mnt/shared")) / "media" / "short_hamilton_clip.mp4"
+LABEL = "emulated: arm64 under qemu-user (qemu-aarch64-static in proot) on an x86_64 host, not Raspberry Pi figures"
+IMPORTS = ("cv2", "ai_edge_litert.interpreter", "mediapipe.tasks.python.vision", "edge.classify", "edge.detect",
+           "edge.cli")
+TESTS = ["test_paths.py", "test_classify.py", "test_detect.py", "test_capture.py", "test_infer.py",
+         "test_acceptance.py", "test_mqtt.py"]
+NEEDS_TENSORFLOW = [  # these build their models with the trainer, which the edge install does not have
+    "test_the_int8_model_gives", "test_one_batched_call", "test_max_batch_splits", "test_gray_and_bgra",
+    "test_every_runtime", "test_a_model_that_refuses_batching", "test_a_bad_model_is"]
+failures: list[str] = []
+
+
+def check(ok: bool, what: str) -> None:
+    print(f"  {'ok' if ok else 'FAILED'}: {what}", flush=True)
+    if not ok:
+        failures.append(what)
+
+
+def run(*cmd: str | Path, cwd: Path = Path("/tmp")) -> tuple[subprocess.CompletedProcess[str], float]:
+    start = time.perf_counter()
+    result = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, check=False, cwd=cwd)
+    return result, round(time.perf_counter() - start, 2)
+
+
+def platform_and_install(install_s: int, venv_mb: int) -> dict[str, Any]:
+    release = dict(line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines() if "=" in line)
+    dists = {d.metadata["Name"].lower(): d.version for d in metadata.distributions()}
+    libgl = sorted(p.name for p in Path("/usr/lib/aarch64-linux-gnu").glob("libGL.so*"))
+    facts = {"os": release["PRETTY_NAME"].strip('"'), "machine": platform.machine(),
+             "python": platform.python_version(), "glibc": platform.libc_ver()[1], "libGL": libgl,
+             "install_s": install_s, "venv_mb": venv_mb, "edge_package": edge.__file__, "data_root": str(ROOT),
+             "versions": {name: dists.get(name) for name in (
+                 "ai-edge-litert", "opencv-python-headless", "opencv-python", "opencv-contrib-python", "mediapipe",
+                 "numpy", "scikit-image", "paho-mqtt", "tensorflow", "tensorflow-cpu")}}
+    versions = facts["versions"]
+    check(facts["machine"] == "aarch64" and facts["python"].startswith("3.11"), f"{facts['os']}, "
+          f"{facts['machine']}, Python {facts['python']}, glibc {facts['glibc']}")
+    check(not libgl, f"no libGL in the root; cv2 {cv2.__version__} imported")
+    check(versions["opencv-python"] is None and versions["opencv-contrib-python"] is None,
+          f"headless OpenCV only ({versions['opencv-python-headless']})")
+    check(versions["tensorflow"] is None and versions["tensorflow-cpu"] is None, "no TensorFlow")
+    check("site-packages" in edge.__file__ and ROOT == INSTALLED, f"edge from site-packages, data in {ROOT}")
+    print(f"  install {install_s} s, venv {venv_mb} MB", flush=True)
+    return facts
+
+
+def import_seconds() -> dict[str, float]:
+    """Best of two fresh interpreters per module (the second finds the files in the page cache)."""
+    code = "import importlib, sys, time; t = time.perf_counter(); importlib.import_module(sys.argv[1]); " \
+           "print(time.perf_counter() - t)"
+    seconds = {}
+    for module in IMPORTS:
+        runs = [run(BIN / "python", "-c", code, module)[0] for _ in range(2)]
+        check(all(r.returncode == 0 for r in runs), f"import {module}")
+        seconds[module] = round(min(float(r.stdout or "nan") for r in runs), 2)
+    print(f"  import seconds: {seconds}", flush=True)
+    return seconds
+
+
+def pi_layout_check_config() -> dict[str, Any]:
+    """The README's Pi install: /etc/fer-edge/config.toml from the venv, its models/ a link to the venv's."""
+    etc = Path("/etc/fer-edge")
+    shutil.rmtree(etc, ignore_errors=True)
+    etc.mkdir()
+    shutil.copy(INSTALLED / "config.toml", etc / "config.toml")
+    (etc / "models").symlink_to(MODELS)
+    result, seconds = run(BIN / "fer-edge", "check-config", "--config", etc / "config.toml")
+    check(result.returncode == 0, f"fer-edge check-config --config /etc/fer-edge/config.toml ({seconds} s)")
+    return {"seconds": seconds, "output": (result.stdout or result.stderr).strip()}
+
+
+def classify_one_face() -> dict[str, float]:
+    """Model load, then one 37 px face of the annotated photos (its first box) classified 50 times."""
+    faces = CLIP.parent / "faces"
+    image = next(ET.parse(faces / "training.xml").getroot().iter("image"))
+    box = {k: int(v) for k, v in next(image.iter("box")).attrib.items()}
+    frame = cv2.imread(str(faces / image.get("file", "")))
+    face = frame[box["top"]:box["top"] + box["height"], box["left"]:box["left"] + box["width"]]
+    start = time.perf_counter()
+    with EmotionClassifier.create(ClassifierOptions(model=MODELS / "fer_cnn_int8.tflite")) as classifier:
+        load_s = time.perf_counter() - start
+        times = []
+        for _ in range(50):
+            start = time.perf_counter()
+            classifier.classify([face])
+            times.append(time.perf_counter() - start)
+    return {"model_load_ms": round(load_s * 1000, 1), "classify_one_face_ms_p50": round(median(times) * 1000, 2)}
+
+
+def bench(detector: str) -> dict[str, Any]:
+    result, seconds = run(BIN / "fer-edge", "bench", "--source", CLIP, "--frames", "100", "--warmup", "10",
+                          "--detector", detector, "--json")
+    check(result.returncode == 0, f"fer-edge bench --detector {detector} ({seconds} s)")
+    if result.returncode != 0:
+        return {"error": result.stderr.strip()[-500:]}
+    report = json.loads(result.stdout)
+    return {"fps": report["fps"], "faces": report["faces"], "rss_mb": report["rss_mb"],
+            "p50_ms": {stage: v["p50"] for stage, v in report["latency_ms"].items() if v["count"]},
+            "p95_ms": {stage: v["p95"] for stage, v in report["latency_ms"].items() if v["count"]}}
+
+
+def replay_to_jsonl_and_mosquitto() -> dict[str, Any]:
+    folder = Path("/tmp/arm64-replay")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    broker = Mosquitto(folder).start()
+    config = folder / "config.toml"
+    config.write_text(f'[device]\nname = "arm64-check"\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n')
+    received = folder / "received.txt"
+    with received.open("w") as sink:
+        subscriber = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1",
+                                       "-t", "fer/arm64-check/events"], stdout=sink)
+        time.sleep(2)
+        result, seconds = run(BIN / "fer-edge", "replay", CLIP, "--config", config, "--events-out",
+                              folder / "events.jsonl")
+        written = (folder / "events.jsonl").read_text().splitlines() if (folder / "events.jsonl").exists() else []
+        deadline = time.monotonic() + 20
+        while len(received.read_text().splitlines()) < len(written) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        subscriber.terminate()
+        subscriber.wait()
+    broker.stop()
+    got = received.read_text().splitlines()
+    kinds = sorted({json.loads(line)["type"] for line in written})
+    check(result.returncode == 0 and bool(written) and got == written,
+          f"fer-edge replay: exit {result.returncode}, {len(written)} events {kinds} in the JSONL log, "
+          f"{len(got)} received from mosquitto ({seconds} s)")
+    return {"exit_code": result.returncode, "seconds": seconds, "events_written": len(written),
+            "events_received": len(got), "types": kinds}
+
+
+def tests(out: Path) -> dict[str, Any]:
+    """The edge tests against the installed package: --import-mode=append puts the checkout after it."""
+    junit = out / "junit.xml"
+    deselect = [arg for name in NEEDS_TENSORFLOW for arg in ("--deselect", f"tests/edge/test_classify.py::{name}")]
+    start = time.perf_counter()
+    code = subprocess.call([BIN / "pytest", "-p", "no:cacheprovider", "--import-mode=append", "-q", "-rfEs",
+                            "--rootdir", SRC, f"--junitxml={junit}", *deselect,
+                            *(SRC / "tests" / "edge" / name for name in TESTS)], cwd="/tmp")
+    suite = ET.parse(junit).getroot().find("testsuite")
+    counts = {k: int(suite.get(k, 0)) if suite is not None else 0 for k in ("tests", "failures", "errors", "skipped")}
+    passed = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
+    check(code == 0, f"pytest: {passed} passed, {counts['failures'] + counts['errors']} failed, "
+          f"{counts['skipped']} skipped, {len(NEEDS_TENSORFLOW)} TensorFlow-only tests deselected")
+    return {"files": TESTS, "deselected_need_tensorflow": NEEDS_TENSORFLOW, "passed": passed,
+            "failed": counts["failures"] + counts["errors"], "skipped": counts["skipped"],
+            "seconds": round(time.perf_counter() - start)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--install-s", type=int, required=True, help="seconds the edge install took")
+    parser.add_argument("--venv-mb", type=int, required=True, help="venv size after the edge install")
+    parser.add_argument("--host", required=True, help="the x86 host, in words")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    report: dict[str, Any] = {"label": LABEL, "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                              "host": args.host}
+    print("install:", flush=True)
+    report["root"] = platform_and_install(args.install_s, args.venv_mb)
+    print("timings (emulated):", flush=True)
+    report["import_s"] = import_seconds()
+    report["check_config"] = pi_layout_check_config()
+    report["stages"] = {"classifier": classify_one_face(), "blazeface": bench("blazeface"), "haar": bench("haar")}
+    print(f"  stages: {json.dumps(report['stages'])}", flush=True)
+    print("replay:", flush=True)
+    report["replay"] = replay_to_jsonl_and_mosquitto()
+    print("tests:", flush=True)
+    report["tests"] = tests(args.out)
+    report["failures"] = failures
+    report["passed"] = not failures
+    (args.out / "arm64_bookworm.json").write_text(json.dumps(report, indent=2) + "\n")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -133,6 +133,8 @@ def quantize(
     data: Data = None,
     out: Annotated[Path | None, typer.Option(help="output .tflite; default <run-dir>/fer_<arch>_int8.tflite")] = None,
     calibration_faces: int = 300,
+    flip_average: Annotated[bool, typer.Option(help="score each face and its mirror image inside the model "
+                                                    "and average them (about twice the compute)")] = False,
 ) -> None:
     """Full-integer int8 TFLite model + manifest, with float-vs-int8 agreement on PublicTest and PrivateTest."""
     from trainer.quantize import QuantizeOptions
@@ -140,7 +142,8 @@ def quantize(
 
     try:
         path, comparison = run_quantize(QuantizeOptions(run_dir=run_dir, data=default_data(data), out=out,
-                                                        calibration_faces=calibration_faces))
+                                                        calibration_faces=calibration_faces,
+                                                        flip_average=flip_average))
     except UserError as exc:
         fail(str(exc))
     for split, figures in comparison.items():

@@ -97,6 +97,15 @@ ARCHITECTURES: dict[str, Callable[[ModelOptions], keras.Model]] = {
 }
 
 
+def with_flip_average(model: keras.Model) -> keras.Model:
+    """The same network scoring a face and its mirror image, averaged: test-time flip inside the graph,
+    so the exported model keeps the one-face contract."""
+    inputs = keras.Input(INPUT_SHAPE)
+    mirrored = keras.ops.flip(inputs, axis=2)
+    outputs = layers.Average(name="flip_average")([model(inputs), model(mirrored)])
+    return keras.Model(inputs, outputs, name=f"{model.name}_flip_average")
+
+
 def load_float32(path) -> keras.Model:
     """Load a checkpoint with every layer computing in float32, whatever precision it was trained in."""
     trained = keras.models.load_model(path)

@@ -20,6 +20,7 @@ class QuantizeOptions:
     data: Path
     out: Path | None = None  # default: <run_dir>/fer_<arch>_int8.tflite
     calibration_faces: int = 300
+    flip_average: bool = False  # average the face's and its mirror image's scores inside the model
     seed: int = 42
 
 
@@ -77,7 +78,7 @@ def export_int8(model, calibration: np.ndarray, out: Path, run: dict) -> Manifes
 
 def quantize(options: QuantizeOptions) -> tuple[Path, dict]:
     """Export the run's best checkpoint as int8 and record int8 metrics and float-vs-int8 agreement."""
-    from trainer.models import load_float32
+    from trainer.models import load_float32, with_flip_average
 
     best = options.run_dir / "best.keras"
     run_json = options.run_dir / "run.json"
@@ -85,6 +86,8 @@ def quantize(options: QuantizeOptions) -> tuple[Path, dict]:
         raise UserError(f"{options.run_dir}: expected best.keras and run.json from `fer-trainer fit`")
     run = json.loads(run_json.read_text())
     model = load_float32(best)
+    if options.flip_average:
+        model = with_flip_average(model)
     dataset = fer_data.load(options.data)
     calibration = dataset.split("Training").take(options.calibration_faces, options.seed).images
     out = options.out or options.run_dir / f"fer_{run['arch']}_int8.tflite"

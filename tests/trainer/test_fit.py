@@ -13,24 +13,27 @@ from edge.errors import UserError
 from trainer.fit import FitOptions, fit
 
 
-def test_one_epoch_writes_artifacts(tiny_run: Path) -> None:
+def test_one_epoch_writes_artifacts(fer_small: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "cnn"
+    fit(FitOptions(data=fer_small, run_dir=run_dir, arch="cnn", width=0.25, epochs=1, batch_size=64))
     for name in ("best.keras", "history.csv", "curves.png", "run.json"):
-        assert (tiny_run / name).stat().st_size > 0, name
-    with open(tiny_run / "history.csv") as handle:
+        assert (run_dir / name).stat().st_size > 0, name
+    with open(run_dir / "history.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 3 and 0.0 <= float(rows[-1]["val_accuracy"]) <= 1.0
+    assert len(rows) == 1 and 0.0 <= float(rows[-1]["val_accuracy"]) <= 1.0
 
 
 def test_resume_continues_from_backup(tiny_run: Path, fer_small: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "cnn"
     shutil.copytree(tiny_run, run_dir)
-    options = FitOptions(data=fer_small, run_dir=run_dir, arch="cnn", width=0.25, epochs=4, batch_size=64)
+    done = len((tiny_run / "history.csv").read_text().splitlines()) - 1
+    options = FitOptions(data=fer_small, run_dir=run_dir, arch="cnn", width=0.25, epochs=done + 1, batch_size=64)
     with pytest.raises(UserError, match="pass --resume"):
         fit(options)
     fit(replace(options, resume=True))
     with open(run_dir / "history.csv") as handle:
         epochs = [int(row["epoch"]) for row in csv.DictReader(handle)]
-    assert epochs == [0, 1, 2, 3], "the resumed run should add exactly the fourth epoch"
+    assert epochs == list(range(done + 1)), "the resumed run should add exactly one epoch"
 
 
 def test_resume_without_backup_is_refused(fer_small: Path, tmp_path: Path) -> None:

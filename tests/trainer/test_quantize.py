@@ -44,5 +44,19 @@ def test_quantize_command_records_metrics(tiny_run: Path, fer_small: Path, tmp_p
     manifest = json.loads(out.with_suffix(".json").read_text())
     assert set(manifest["metrics"]) == {"PublicTest", "PrivateTest"}
     assert manifest["metrics"]["PrivateTest"]["faces"] == 200
+    assert comparison["PublicTest"]["float_macro_f1"] > 0.1  # not one class for every face: agreement means something
     assert comparison["PublicTest"]["identical_predictions"] >= 0.9
     assert manifest["float_vs_int8"] == comparison
+
+
+def test_flip_average_scores_a_face_and_its_mirror_alike(tiny_run: Path, int8_model: Path, fer_small: Path,
+                                                         tmp_path: Path) -> None:
+    out, comparison = quantize(QuantizeOptions(run_dir=tiny_run, data=fer_small, out=tmp_path / "flip.tflite",
+                                               calibration_faces=100, flip_average=True))
+    assert "flip_average" in load_manifest(out).architecture
+    assert comparison["PublicTest"]["identical_predictions"] >= 0.9
+    faces = load(fer_small).split("PrivateTest").images
+    mirrored = np.ascontiguousarray(faces[:, :, ::-1])
+    plain_gap = np.abs(predict(int8_model, faces) - predict(int8_model, mirrored)).mean()
+    flip_gap = np.abs(predict(out, faces) - predict(out, mirrored)).mean()
+    assert flip_gap < plain_gap / 3, (flip_gap, plain_gap)  # only int8 rounding differs between the two branches

@@ -18,6 +18,7 @@ results=$repo/benchmarks/results
 venv=/opt/fer-edge/.venv
 mediapipe=${MEDIAPIPE:-mediapipe==1.2.2}  # as the Makefile installs it
 
+[ "$(uname -m)" = x86_64 ] || { echo "arm64_check.sh: runs on an x86_64 host, not $(uname -m)" >&2; exit 2; }
 case "${1:-}" in
   "") ;;
   --clean) rm -rf "$cache" ;;
@@ -41,9 +42,19 @@ step() {  # step NAME CMD...: run CMD with its output in $cache/logs/NAME.log; p
 in_root() {  # in_root CMD...: run CMD in the arm64 root as (fake) root, with a clean environment
   env -i HOME=/root LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 FER_SHARED=/mnt/shared \
+    QEMU_CPU=cortex-a72 python3 "$repo/scripts/arm64_enosys.py" \
     proot -0 -q qemu-aarch64-static -r "$root" -b /dev -b /proc -b /sys \
-    -b "$shared:/mnt/shared" -b "$cache/pip:/root/.cache/pip" -b "$cache/out:/mnt/out" -w /tmp "$@"
+    -b "$cache/cpuinfo:/proc/cpuinfo" -b "$shared:/mnt/shared" -b "$cache/pip:/root/.cache/pip" \
+    -b "$cache/out:/mnt/out" -w /tmp "$@"
 }
+
+# qemu emulates a Cortex-A72, the Raspberry Pi 4's core (arm64_inside.py runs the tests on a Pi 5's A76).
+# LiteRT's CPU probe reads /proc/cpuinfo and crashes (SIGSEGV) on the host's x86 one, so the root sees an
+# A72's, one entry per host core. arm64_enosys.py makes access() and stat() take paths that proot translates.
+for ((cpu = 0; cpu < $(nproc); cpu++)); do
+  printf 'processor\t: %d\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\n' "$cpu"
+  printf 'CPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n'
+done >"$cache/cpuinfo"
 
 echo "fer-edge arm64 check, $(date -u +%FT%TZ), host $(uname -m) $(nproc) cores, cache $cache"
 
@@ -60,7 +71,7 @@ echo "host: $host; $(dpkg-query -W -f '${Package} ${Version}; ' debootstrap proo
 if [ ! -e "$root/.stage2-done" ]; then
   rm -rf "$root"
   step debootstrap-first-stage debootstrap --foreign --arch=arm64 --variant=minbase \
-    --include=python3,python3-venv,python3-pip,mosquitto,mosquitto-clients bookworm "$root" "$mirror"
+    --include=python3,python3-venv,python3-pip,libegl1,libgles2,mosquitto,mosquitto-clients bookworm "$root" "$mirror"
   step debootstrap-second-stage in_root /bin/sh -c 'DEBOOTSTRAP_DIR=/debootstrap /debootstrap/debootstrap --second-stage'
   touch "$root/.stage2-done"
 else

@@ -153,8 +153,8 @@ def mediapipe_tasks_by_cpu() -> dict[str, str]:
     for cpu in ("cortex-a72", "cortex-a76"):
         result, seconds = run(BIN / "python", "-c", code, CLIP.parent / "faces" / "2008_001322.jpg",
                               env=os.environ | {"QEMU_CPU": cpu})
-        outcomes[cpu] = (result.stdout.strip() if result.returncode == 0
-                         else f"exit {result.returncode}: {(result.stderr.strip().splitlines() or [''])[-1]}")
+        last_error = (result.stderr.replace("\0", "").strip().splitlines() or [""])[-1]  # qemu writes a NUL
+        outcomes[cpu] = result.stdout.strip() if result.returncode == 0 else f"exit {result.returncode}: {last_error}"
         print(f"  blazeface-tasks on {cpu}: {outcomes[cpu]} ({seconds} s)", flush=True)
     check(outcomes["cortex-a76"].endswith("faces"), "blazeface-tasks runs on a Cortex-A76")
     return outcomes

@@ -93,15 +93,19 @@ class DetectorConfig(Section):
         return _resolve(value)
 
 
+DEFAULT_MODEL = ROOT / "models/fer_cnn_int8.tflite"
+
+
 class ClassifierConfig(Section):
-    model: Path = ROOT / "models/fer_cnn_int8.tflite"
+    model: Path = DEFAULT_MODEL  # "" in a file also means this shipped model
     threads: int = Field(1, ge=1, le=16)
     classify_every: int = Field(1, ge=1, le=30)
 
     @field_validator("model", mode="before")
     @classmethod
     def _path(cls, value: object) -> object:
-        return _resolve(value)
+        resolved = _resolve(value)
+        return DEFAULT_MODEL if resolved is None else resolved
 
 
 class TrackerConfig(Section):

@@ -143,6 +143,13 @@ def test_relative_paths_in_a_file_are_relative_to_that_file(tmp_path: Path) -> N
     assert config.detector.model is None
 
 
+def test_the_shipped_config_copied_elsewhere_still_names_the_shipped_model(tmp_path: Path) -> None:
+    copy = tmp_path / "etc" / "config.toml"
+    copy.parent.mkdir()
+    copy.write_text((REPO / "config.toml").read_text())
+    assert load_config(copy, {}).classifier.model == ROOT / "models" / "fer_cnn_int8.tflite"
+
+
 def test_missing_file_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "absent.toml"
     assert error_of(path) == f"{path}: cannot read (No such file or directory)"

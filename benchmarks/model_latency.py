@@ -1,0 +1,77 @@
+"""Milliseconds per face for emotion models, one interpreter thread, one face per call, in one process.
+
+    python benchmarks/model_latency.py [MODEL.tflite ...] [--faces N] [--repeats R] [--out FILE.json]
+
+Without models, every `models/*.tflite` is timed. The faces are real FER-2013 PrivateTest crops; each model
+runs `infer` (the invoke and dequantisation, after `prepare`) on them one at a time, and the best of
+--repeats passes is reported, so the figures compare with each other within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edge.bench import machine  # noqa: E402
+from edge.classify import ClassifierOptions, EmotionClassifier  # noqa: E402
+
+SHARED = Path(os.environ.get("FER_SHARED", ROOT.parent / "shared"))
+
+
+def private_faces(count: int) -> list[np.ndarray]:
+    faces = []
+    with gzip.open(SHARED / "data" / "fer2013.csv.gz", "rt") as rows:
+        next(rows)
+        for row in rows:
+            _, pixels, usage = row.strip().split(",")
+            if usage == "PrivateTest":
+                faces.append(np.array(pixels.split(), dtype=np.uint8).reshape(48, 48))
+                if len(faces) == count:
+                    break
+    return faces
+
+
+def ms_per_face(model: Path, faces: list[np.ndarray], repeats: int) -> float:
+    with EmotionClassifier.create(ClassifierOptions(model=model, threads=1)) as classifier:
+        inputs = [classifier.prepare([face]) for face in faces]
+        for batch in inputs[:20]:  # warm-up
+            classifier.infer(batch)
+        best = float("inf")
+        for _ in range(repeats):
+            started = time.perf_counter()
+            for batch in inputs:
+                classifier.infer(batch)
+            best = min(best, (time.perf_counter() - started) / len(inputs))
+    return round(best * 1000, 3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="*", type=Path)
+    parser.add_argument("--faces", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=None, help="write the JSON here too")
+    args = parser.parse_args()
+    models = [model.resolve() for model in args.models] or sorted((ROOT / "models").glob("*.tflite"))
+    faces = private_faces(args.faces)
+    report = {"machine": machine(), "faces": len(faces), "threads": 1,
+              "ms_per_face": {str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else model):
+                              ms_per_face(model, faces, args.repeats) for model in models}}
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -27,7 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge.bench import machine  # noqa: E402
+from edge.bench import emit, machine  # noqa: E402
 
 CONFIGS = ROOT / "benchmarks" / "configs"
 VARIANTS = {"before": CONFIGS / "before.toml", "threads1": CONFIGS / "tasks-every1.toml",
@@ -60,10 +60,7 @@ def main() -> None:
                       "cpu_percent_median": round(statistics.median(r["cpu_percent"] for r in rows), 1),
                       "runs": rows} for name, rows in runs.items()}
     report = {"machine_before": state, "machine_after": machine(), "rounds": args.rounds, "variants": summary}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Prints the JSON and writes it to `--out` when given. Detection time is not measu
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -29,6 +28,7 @@ import cv2
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from edge.bench import emit  # noqa: E402
 from edge.config import load_config  # noqa: E402
 from edge.detect import DEFAULT_MODELS, DetectorOptions, FaceDetector, create_detector  # noqa: E402
 from edge.events import Box  # noqa: E402
@@ -98,10 +98,7 @@ def main() -> None:
                          "clip": clip_coverage(detector, SHARED / "media" / "short_hamilton_clip.mp4")})
     report = {"machine": platform.machine(), "cpu_count": os.cpu_count(), "config": str(args.config or "defaults"),
               "detectors": rows}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ Pi. The weights are random: inference time does not depend on them. One interpre
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -22,7 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge.bench import machine  # noqa: E402
+from edge.bench import emit, machine  # noqa: E402
 from edge.classify import interpreter_class  # noqa: E402
 
 
@@ -56,10 +55,7 @@ def main() -> None:
             times[f"{threads}_threads_ms"] = round(best * 1000, 2)
     report = {"machine": machine(), "model": "MobileNet v1 1.0 224 float32, random weights", "best_of": args.runs,
               **times}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,6 @@ runs `infer` (the invoke and dequantisation, after `prepare`) on them one at a t
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import os
 import sys
 import time
@@ -22,23 +20,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge.bench import machine  # noqa: E402
+from edge.bench import emit, machine  # noqa: E402
 from edge.classify import ClassifierOptions, EmotionClassifier  # noqa: E402
+from trainer import data as fer_data  # noqa: E402
 
 SHARED = Path(os.environ.get("FER_SHARED", ROOT.parent / "shared"))
 
 
 def private_faces(count: int) -> list[np.ndarray]:
-    faces = []
-    with gzip.open(SHARED / "data" / "fer2013.csv.gz", "rt") as rows:
-        next(rows)
-        for row in rows:
-            _, pixels, usage = row.strip().split(",")
-            if usage == "PrivateTest":
-                faces.append(np.array(pixels.split(), dtype=np.uint8).reshape(48, 48))
-                if len(faces) == count:
-                    break
-    return faces
+    return list(fer_data.load(SHARED / "data" / "fer2013.csv.gz").split("PrivateTest").images[:count])
 
 
 def ms_per_face(model: Path, faces: list[np.ndarray], repeats: int) -> float:
@@ -67,10 +57,7 @@ def main() -> None:
     report = {"machine": machine(), "faces": len(faces), "threads": 1,
               "ms_per_face": {str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else model):
                               ms_per_face(model, faces, args.repeats) for model in models}}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

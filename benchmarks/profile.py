@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge.bench import machine  # noqa: E402
+from edge.bench import emit, machine  # noqa: E402
 
 THREADS = ("fer-capture", "fer-inference", "fer-publish")
 
@@ -70,10 +70,7 @@ def main() -> None:
         bench, _ = json.JSONDecoder().raw_decode(done.stdout[start:])
         report = {"machine": machine(), "config": str(args.config), "rate_hz": args.rate,
                   "fps_under_py_spy": bench["fps"], "threads": summarise(raw, args.top)}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge.bench import machine  # noqa: E402
+from edge.bench import emit, machine  # noqa: E402
 from edge.capture import CaptureOptions, Source  # noqa: E402
 from edge.config import Config, load_config  # noqa: E402
 from edge.daemon import Plan, build_inference, build_pipeline  # noqa: E402
@@ -107,10 +107,7 @@ def main() -> None:
             streams.append({"backend": backend, "detect_every": detect_every, "classify_every": classify_every,
                             "events": len(stream), "same_as_every_frame": stream == baseline, "stream": stream})
     report = {"machine": machine(), "carried_boxes": boxes, "jitter": jitters, "event_streams": streams}
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(report, args.out, indent=1)
 
 
 if __name__ == "__main__":

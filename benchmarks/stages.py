@@ -15,7 +15,6 @@ figures. `before` rows reproduce what the code did before issue 6 (commit 63187f
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -29,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge.bench import machine  # noqa: E402
+from edge.bench import emit, machine  # noqa: E402
 from edge.classify import ClassifierOptions, EmotionClassifier  # noqa: E402
 from edge.config import load_config  # noqa: E402
 from edge.detect import HAAR_CASCADE, create_detector, crop  # noqa: E402
@@ -98,10 +97,7 @@ def main() -> None:
     with EmotionClassifier.create(ClassifierOptions(model=model)) as classifier:
         rows["preprocess one face (crop to int8 input)"] = per_frame_ms(crops, classifier.prepare, args.repeats)
     report = {"machine": machine(), "frames": len(frames), "ms_per_frame": rows}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,14 @@ PEER_SCRIPT = Path(os.environ.get("FER_SHARED", ROOT.parent / "shared")) / "benc
 PEER_TIMEOUT_S = 900.0
 
 
+def emit(report: dict[str, Any], out: Path | None, indent: int = 2) -> None:
+    """Print a benchmark script's JSON report and, with `out`, write it there too."""
+    text = json.dumps(report, indent=indent)
+    print(text)
+    if out:
+        out.write_text(text + "\n")
+
+
 @dataclass(frozen=True, slots=True)
 class PeerResult:
     """The peer's own JSON line (`fps`, `frames`, `faces`), or None and a `note` saying why there is none."""

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import ErrorDetails
 
 from edge.errors import UserError
-from edge.paths import ROOT
+from edge.paths import MODELS, ROOT
 
 PATH_KEYS = {("classifier", "model"), ("detector", "model"),
              ("mqtt", "tls_ca"), ("mqtt", "tls_cert"), ("mqtt", "tls_key")}
@@ -93,7 +93,7 @@ class DetectorConfig(Section):
         return _resolve(value)
 
 
-DEFAULT_MODEL = ROOT / "models/fer_cnn_int8.tflite"
+DEFAULT_MODEL = MODELS / "fer_cnn_int8.tflite"
 
 
 class ClassifierConfig(Section):

@@ -51,6 +51,7 @@ def fit(
     schedule: Annotated[str, typer.Option(help="cosine (with one warm-up epoch) or constant")] = "cosine",
     label_smoothing: float = 0.1,
     augment: Annotated[str, typer.Option(help="none, tutorial or strong")] = "tutorial",
+    mix: Annotated[str, typer.Option(help="none, mixup or cutmix (mixes pairs of faces and their targets)")] = "none",
     width: Annotated[float, typer.Option(help="channel multiplier (cnn) or MobileNet alpha")] = 1.0,
     input_size: Annotated[int, typer.Option(help="mobilenet: input side inside the model")] = 96,
     run_dir: Annotated[Path | None, typer.Option(help="output directory; default runs/<arch>")] = None,
@@ -60,10 +61,16 @@ def fit(
                                                 "or mixed_float16 (GPUs)")] = "float32",
     seed: int = 42,
     limit: Annotated[int, typer.Option(help="use only N Training and N PublicTest faces (smoke runs)")] = 0,
+    init_from: Annotated[Path | None, typer.Option(help="start from this .keras checkpoint's weights")] = None,
+    teacher: Annotated[list[Path] | None, typer.Option(help="distil from this .keras checkpoint (repeat for an "
+                                                             "ensemble)")] = None,
+    teacher_weight: Annotated[float, typer.Option(help="share of the target taken from the teachers")] = 0.5,
+    teacher_temperature: Annotated[float, typer.Option(help="softens the teachers' scores")] = 2.0,
 ) -> None:
     """Train on Training, keep the best checkpoint by PublicTest accuracy."""
     choices = {"labels": (labels, ("fer2013", "ferplus", "ferplus-soft")),
                "schedule": (schedule, ("cosine", "constant")), "augment": (augment, ("none", "tutorial", "strong")),
+               "mix": (mix, ("none", "mixup", "cutmix")),
                "strategy": (strategy, ("default", "mirrored", "multi-worker")),
                "precision": (precision, ("float32", "mixed_bfloat16", "mixed_float16")),
                "arch": (arch, ("cnn", "tutorial", "mobilenet"))}
@@ -71,7 +78,8 @@ def fit(
         if value not in allowed:
             fail(f"--{name}: expected one of {', '.join(allowed)}, got {value!r}")
     for name, value, low, high in (("epochs", epochs, 1, 10_000), ("batch-size", batch_size, 1, 65_536),
-                                   ("lr", learning_rate, 1e-7, 10.0)):
+                                   ("lr", learning_rate, 1e-7, 10.0), ("teacher-weight", teacher_weight, 0.0, 1.0),
+                                   ("teacher-temperature", teacher_temperature, 0.1, 100.0)):
         if not low <= value <= high:
             fail(f"--{name}: expected {low}-{high}, got {value}")
     try:
@@ -82,8 +90,9 @@ def fit(
         options = FitOptions(
             data=default_data(data), run_dir=run_dir or Path("runs") / arch, arch=arch, labels=labels,
             epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, schedule=schedule,
-            label_smoothing=label_smoothing, augment=augment, width=width, input_size=input_size,
-            strategy=strategy, precision=precision, seed=seed, limit=limit, resume=resume,
+            label_smoothing=label_smoothing, augment=augment, mix=mix, width=width, input_size=input_size,
+            strategy=strategy, precision=precision, seed=seed, limit=limit, resume=resume, init_from=init_from,
+            teachers=tuple(teacher or ()), teacher_weight=teacher_weight, teacher_temperature=teacher_temperature,
         )
         best = run_fit(options, dataset)
     except (UserError, ValueError) as exc:

@@ -204,8 +204,39 @@ def augmentation(strength: Literal["tutorial", "strong"] = "tutorial"):
     return layers.Pipeline(steps, name=f"augment_{strength}")
 
 
+Mix = Literal["none", "mixup", "cutmix"]
+
+
+def mix_batch(images, targets, mode: Mix):
+    """Mixup (blend whole faces, Beta(0.4, 0.4)) or CutMix (paste a box of another face, Beta(1, 1)), pairing
+    each face with the batch reversed; targets are mixed in the same proportion as the pixels."""
+    import tensorflow as tf
+
+    alpha = 0.4 if mode == "mixup" else 1.0
+    count = tf.shape(images)[0]
+    partner_images, partner_targets = tf.reverse(images, [0]), tf.reverse(targets, [0])
+    gamma_a, gamma_b = tf.random.gamma([count], alpha), tf.random.gamma([count], alpha)
+    share = gamma_a / (gamma_a + gamma_b)  # Beta(alpha, alpha): the share of the face itself
+    if mode == "mixup":
+        weight = share[:, None, None, None]
+        mixed = weight * images + (1.0 - weight) * partner_images
+    else:
+        side = tf.cast(IMAGE_SIZE * tf.sqrt(1.0 - share), tf.int32)  # box area: (1 - share) of the face
+        top = tf.random.uniform([count], 0, IMAGE_SIZE, dtype=tf.int32) - side // 2
+        left = tf.random.uniform([count], 0, IMAGE_SIZE, dtype=tf.int32) - side // 2
+        rows = tf.range(IMAGE_SIZE)[None, :, None]
+        columns = tf.range(IMAGE_SIZE)[None, None, :]
+        inside = ((rows >= top[:, None, None]) & (rows < (top + side)[:, None, None])
+                  & (columns >= left[:, None, None]) & (columns < (left + side)[:, None, None]))
+        box = tf.cast(inside, images.dtype)[..., None]
+        mixed = (1.0 - box) * images + box * partner_images
+        share = 1.0 - tf.reduce_mean(box, axis=[1, 2, 3])  # boxes clipped at the border paste less
+    share = tf.cast(share, targets.dtype)[:, None]
+    return mixed, share * targets + (1.0 - share) * partner_targets
+
+
 def as_tf_dataset(split: Split, batch_size: int, *, train: bool, seed: int = 0,
-                  augment: Literal["none", "tutorial", "strong"] = "tutorial"):
+                  augment: Literal["none", "tutorial", "strong"] = "tutorial", mix: Mix = "none"):
     """Batches of (float 0-255 images (n, 48, 48, 1), targets). Augmentation runs in parallel tf.data workers."""
     import tensorflow as tf
 
@@ -218,4 +249,7 @@ def as_tf_dataset(split: Split, batch_size: int, *, train: bool, seed: int = 0,
         augmenter = augmentation(augment)
         dataset = dataset.map(lambda x, y: (augmenter(x, training=True), y),
                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    if train and mix != "none":
+        dataset = dataset.map(lambda x, y: mix_batch(x, y, mix), num_parallel_calls=tf.data.AUTOTUNE,
+                              deterministic=False)
     return dataset.prefetch(tf.data.AUTOTUNE)

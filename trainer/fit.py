@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from edge.errors import UserError
 from trainer import data as fer_data
+from trainer import distill
 from trainer.models import ModelOptions, build
 
 Strategy = Literal["default", "mirrored", "multi-worker"]
@@ -38,6 +39,7 @@ class FitOptions:
     warmup_epochs: int = 1
     label_smoothing: float = 0.1
     augment: Literal["none", "tutorial", "strong"] = "tutorial"
+    mix: fer_data.Mix = "none"
     width: float = 1.0
     input_size: int = 96
     strategy: Strategy = "default"
@@ -45,6 +47,10 @@ class FitOptions:
     seed: int = 42
     limit: int = 0  # use only this many Training/PublicTest faces (0: all); for smoke runs
     resume: bool = False
+    init_from: Path | None = None  # start from this checkpoint's weights (same arch and width)
+    teachers: tuple[Path, ...] = ()  # distil from these checkpoints' averaged, flip-averaged scores
+    teacher_weight: float = 0.5
+    teacher_temperature: float = 2.0
 
 
 def make_strategy(name: Strategy) -> tf.distribute.Strategy:
@@ -85,11 +91,15 @@ def fit(options: FitOptions, dataset: fer_data.Dataset | None = None) -> Path:
     train, val = dataset.split("Training"), dataset.split("PublicTest")
     if options.limit:
         train, val = train.take(options.limit, options.seed), val.take(options.limit, options.seed)
+    if options.teachers:
+        scores = distill.teacher_scores(options.teachers, train.images, options.teacher_temperature)
+        train = distill.distilled(train, scores, options.teacher_weight)
     (run_dir / "run.json").write_text(json.dumps(asdict(options) | {"source": dataset.source}, default=str, indent=2))
 
     strategy = make_strategy(options.strategy)
     batch_size = options.batch_size * strategy.num_replicas_in_sync
-    train_ds = fer_data.as_tf_dataset(train, batch_size, train=True, seed=options.seed, augment=options.augment)
+    train_ds = fer_data.as_tf_dataset(train, batch_size, train=True, seed=options.seed, augment=options.augment,
+                                      mix=options.mix)
     val_ds = fer_data.as_tf_dataset(val, batch_size, train=False)
     steps_per_epoch = len(train) // batch_size
     if steps_per_epoch < 1:
@@ -97,6 +107,8 @@ def fit(options: FitOptions, dataset: fer_data.Dataset | None = None) -> Path:
 
     with strategy.scope(), dtype_policy(options.precision):
         model = build(options.arch, ModelOptions(width=options.width, input_size=options.input_size))
+        if options.init_from and not options.resume:
+            load_weights(model, options.init_from)
         model.compile(
             optimizer=keras.optimizers.AdamW(learning_rate(options, steps_per_epoch), weight_decay=1e-4),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=options.label_smoothing),
@@ -117,6 +129,19 @@ def fit(options: FitOptions, dataset: fer_data.Dataset | None = None) -> Path:
     ]
     model.fit(train_ds, validation_data=val_ds, epochs=options.epochs, callbacks=callbacks, verbose=0)
     return best_path
+
+
+def load_weights(model: keras.Model, checkpoint: Path) -> None:
+    """Start from an earlier checkpoint of the same architecture (fine-tuning, a new schedule)."""
+    from trainer.models import load_float32
+
+    if not checkpoint.is_file():
+        raise UserError(f"{checkpoint}: --init-from checkpoint not found")
+    weights = load_float32(checkpoint).get_weights()
+    expected = [tuple(w.shape) for w in model.get_weights()]
+    if [tuple(w.shape) for w in weights] != expected:
+        raise UserError(f"{checkpoint}: --init-from weights do not fit --arch {model.name} at this --width")
+    model.set_weights(weights)
 
 
 @contextmanager

@@ -114,3 +114,29 @@ def test_augmented_batches_keep_shape_and_range(fer_small: Path) -> None:
     assert values.min() >= -1e-3 and values.max() <= 255 + 1e-3  # interpolation rounds a hair past the ends
     originals = split.images[..., None].astype(np.float32)
     assert not any(np.array_equal(values[0], original) for original in originals)
+
+
+
+@pytest.mark.parametrize("mode", ["mixup", "cutmix"])
+def test_mixing_gives_each_face_its_pixel_share_of_the_target(fer_small: Path, mode: str) -> None:
+    split = data.load(fer_small).split("Training").take(64)
+    images = split.images[..., None].astype(np.float32)
+    mixed, targets = (t.numpy() for t in data.mix_batch(images, split.targets, mode))
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, rtol=1e-5)
+    labels, partner_labels = split.labels, split.labels[::-1]
+    checked = 0
+    for face, partner, mix, target, label, partner_label in zip(images, images[::-1], mixed, targets, labels,
+                                                                partner_labels, strict=True):
+        if label == partner_label:
+            continue
+        share = target[label]  # the face's own share; its partner has the rest
+        assert target[partner_label] == pytest.approx(1 - share, abs=1e-5)
+        if mode == "mixup":
+            np.testing.assert_allclose(mix, share * face + (1 - share) * partner, atol=1e-2)
+        else:
+            assert np.all((mix == face) | (mix == partner))
+            rows, columns = np.nonzero((mix != face)[..., 0])
+            pasted = 0 if not len(rows) else (np.ptp(rows) + 1) * (np.ptp(columns) + 1)
+            assert abs(pasted - (1 - share) * face.size) <= 2 * 48, "the pasted box is the partner's share"
+        checked += 1
+    assert checked > 32

@@ -1,0 +1,67 @@
+"""Distillation from our own checkpoints, and starting a run from one (`fit --teacher`, `--init-from`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.errors import UserError
+from trainer import distill
+from trainer.data import load
+from trainer.evaluate import predict_keras
+from trainer.fit import FitOptions, fit
+from trainer.models import load_float32, with_flip_average
+
+
+def test_softening_keeps_the_ranking_and_spreads_the_mass() -> None:
+    scores = np.array([[0.7, 0.2, 0.1], [0.05, 0.05, 0.9]], dtype=np.float32)
+    soft = distill.soften(scores, 2.0)
+    np.testing.assert_allclose(soft.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(np.argsort(soft, axis=1), np.argsort(scores, axis=1))
+    assert (soft.max(axis=1) < scores.max(axis=1)).all()
+    np.testing.assert_allclose(distill.soften(scores, 1.0), scores, rtol=1e-5)
+
+
+def test_teacher_scores_are_the_flip_averaged_checkpoint(tiny_run: Path, fer_small: Path) -> None:
+    faces = load(fer_small).split("Training").take(64).images
+    best = tiny_run / "best.keras"
+    scores = distill.teacher_scores((best, best), faces, temperature=1.0)
+    expected = predict_keras(with_flip_average(load_float32(best)), faces)
+    np.testing.assert_allclose(scores, expected, atol=1e-4)
+
+
+def test_distilled_targets_blend_labels_and_teacher(fer_small: Path) -> None:
+    split = load(fer_small).split("Training").take(16)
+    uniform = np.full(split.targets.shape, 1 / 7, dtype=np.float32)
+    blended = distill.distilled(split, uniform, 0.25)
+    np.testing.assert_allclose(blended.targets, 0.75 * split.targets + 0.25 / 7, rtol=1e-6)
+    with pytest.raises(UserError, match="--teacher-weight: expected 0-1"):
+        distill.distilled(split, uniform, 1.5)
+
+
+def test_missing_teacher_is_named(fer_small: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="nope.keras: teacher not found"):
+        fit(FitOptions(data=fer_small, run_dir=tmp_path / "r", width=0.25, epochs=1,
+                       teachers=(tmp_path / "nope.keras",)))
+
+
+def test_init_from_starts_from_the_checkpoint_weights(tiny_run: Path, fer_small: Path, tmp_path: Path) -> None:
+    """A near-zero learning rate keeps the loaded kernels: the run's checkpoint still holds the starting ones."""
+    run_dir = tmp_path / "warm"
+    fit(FitOptions(data=fer_small, run_dir=run_dir, arch="cnn", width=0.25, epochs=1, batch_size=32,
+                   learning_rate=1e-7, warmup_epochs=0, augment="none", init_from=tiny_run / "best.keras",
+                   teachers=(tiny_run / "best.keras",), mix="cutmix"))
+    start, after = load_float32(tiny_run / "best.keras"), load_float32(run_dir / "best.keras")
+    for layer in (layer for layer in start.layers if layer.name.endswith("conv0")):
+        np.testing.assert_allclose(after.get_layer(layer.name).kernel.numpy(), layer.kernel.numpy(), atol=1e-4)
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["init_from"].endswith("best.keras") and run["mix"] == "cutmix" and len(run["teachers"]) == 1
+
+
+def test_init_from_another_width_is_refused(tiny_run: Path, fer_small: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="do not fit --arch cnn at this --width"):
+        fit(FitOptions(data=fer_small, run_dir=tmp_path / "r", arch="cnn", width=0.5, epochs=1,
+                       init_from=tiny_run / "best.keras"))

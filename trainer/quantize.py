@@ -68,12 +68,21 @@ def export_int8(model, calibration: np.ndarray, out: Path, run: dict) -> Manifes
     manifest = Manifest(
         name=out.stem, labels=FER2013_LABELS, input=InputSpec(scale=1.0, offset=0.0), sha256=sha256_of(out),
         architecture=f"{run['arch']} ({model.name}, width {run['width']}, {model.count_params():,} parameters)",
-        trained_on=f"FER-2013 Training, labels {run['labels']}, {run['epochs']} epochs, seed {run['seed']}",
+        trained_on=_trained_on(run),
         extra={"quantization": "int8", "calibration": f"{len(calibration)} Training faces",
                "size_bytes": out.stat().st_size},
     )
     manifest_path(out).write_text(manifest.to_json())
     return manifest
+
+
+def _trained_on(run: dict) -> str:
+    text = f"FER-2013 Training, labels {run['labels']}, {run['epochs']} epochs, seed {run['seed']}"
+    if run.get("init_from"):
+        text += f", started from {Path(run['init_from']).name}"
+    if run.get("teachers"):
+        text += f", distilled from {len(run['teachers'])} own checkpoint(s) at weight {run['teacher_weight']}"
+    return text
 
 
 def quantize(options: QuantizeOptions) -> tuple[Path, dict]:

@@ -14,6 +14,7 @@ from trainer.data import load
 from trainer.evaluate import predict_keras
 from trainer.fit import FitOptions, fit
 from trainer.models import load_float32, with_flip_average
+from trainer.quantize import export_int8
 
 
 def test_softening_keeps_the_ranking_and_spreads_the_mass() -> None:
@@ -59,6 +60,9 @@ def test_init_from_starts_from_the_checkpoint_weights(tiny_run: Path, fer_small:
         np.testing.assert_allclose(after.get_layer(layer.name).kernel.numpy(), layer.kernel.numpy(), atol=1e-4)
     run = json.loads((run_dir / "run.json").read_text())
     assert run["init_from"].endswith("best.keras") and run["mix"] == "cutmix" and len(run["teachers"]) == 1
+    calibration = load(fer_small).split("Training").take(50).images
+    manifest = export_int8(after, calibration, tmp_path / "warm.tflite", run)
+    assert "started from best.keras, distilled from 1 own checkpoint(s) at weight 0.5" in manifest.trained_on
 
 
 def test_init_from_another_width_is_refused(tiny_run: Path, fer_small: Path, tmp_path: Path) -> None:

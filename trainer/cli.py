@@ -144,6 +144,8 @@ def quantize(
     calibration_faces: int = 300,
     flip_average: Annotated[bool, typer.Option(help="score each face and its mirror image inside the model "
                                                     "and average them (about twice the compute)")] = False,
+    center_crop: Annotated[int, typer.Option(help="score the central N×N pixels scaled back up to 48×48 "
+                                                  "(48: the whole face crop)")] = 48,
 ) -> None:
     """Full-integer int8 TFLite model + manifest, with float-vs-int8 agreement on PublicTest and PrivateTest."""
     from trainer.quantize import QuantizeOptions
@@ -152,7 +154,7 @@ def quantize(
     try:
         path, comparison = run_quantize(QuantizeOptions(run_dir=run_dir, data=default_data(data), out=out,
                                                         calibration_faces=calibration_faces,
-                                                        flip_average=flip_average))
+                                                        flip_average=flip_average, center_crop=center_crop))
     except UserError as exc:
         fail(str(exc))
     for split, figures in comparison.items():

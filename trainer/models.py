@@ -106,6 +106,19 @@ def with_flip_average(model: keras.Model) -> keras.Model:
     return keras.Model(inputs, outputs, name=f"{model.name}_flip_average")
 
 
+def with_center_crop(model: keras.Model, crop: int) -> keras.Model:
+    """The same network scoring the face's central `crop`×`crop` pixels scaled back up to 48×48: a test-time
+    view inside the graph (a closer framing than the crop the model is given), one-face contract unchanged."""
+    side = INPUT_SHAPE[0]
+    if not 24 <= crop <= side:
+        raise ValueError(f"expected 24-{side} pixels, got {crop}")
+    if crop == side:
+        return model
+    inputs = keras.Input(INPUT_SHAPE)
+    view = layers.Resizing(side, side, interpolation="bilinear")(layers.CenterCrop(crop, crop)(inputs))
+    return keras.Model(inputs, model(view), name=f"{model.name}_crop{crop}")
+
+
 def load_float32(path) -> keras.Model:
     """Load a checkpoint with every layer computing in float32, whatever precision it was trained in."""
     trained = keras.models.load_model(path)

@@ -21,6 +21,7 @@ class QuantizeOptions:
     out: Path | None = None  # default: <run_dir>/fer_<arch>_int8.tflite
     calibration_faces: int = 300
     flip_average: bool = False  # average the face's and its mirror image's scores inside the model
+    center_crop: int = 48  # score the central N×N pixels scaled back up to 48×48 (48: the whole crop)
     seed: int = 42
 
 
@@ -87,14 +88,17 @@ def _trained_on(run: dict) -> str:
 
 def quantize(options: QuantizeOptions) -> tuple[Path, dict]:
     """Export the run's best checkpoint as int8 and record int8 metrics and float-vs-int8 agreement."""
-    from trainer.models import load_float32, with_flip_average
+    from trainer.models import load_float32, with_center_crop, with_flip_average
 
     best = options.run_dir / "best.keras"
     run_json = options.run_dir / "run.json"
     if not best.is_file() or not run_json.is_file():
         raise UserError(f"{options.run_dir}: expected best.keras and run.json from `fer-trainer fit`")
     run = json.loads(run_json.read_text())
-    model = load_float32(best)
+    try:
+        model = with_center_crop(load_float32(best), options.center_crop)
+    except ValueError as exc:
+        raise UserError(f"--center-crop: {exc}") from None
     if options.flip_average:
         model = with_flip_average(model)
     dataset = fer_data.load(options.data)

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
+from edge.errors import UserError
 from edge.manifest import load_manifest
 from trainer.data import load
 from trainer.evaluate import predict, predict_keras
@@ -60,3 +62,23 @@ def test_flip_average_scores_a_face_and_its_mirror_alike(tiny_run: Path, int8_mo
     plain_gap = np.abs(predict(int8_model, faces) - predict(int8_model, mirrored)).mean()
     flip_gap = np.abs(predict(out, faces) - predict(out, mirrored)).mean()
     assert flip_gap < plain_gap / 3, (flip_gap, plain_gap)  # only int8 rounding differs between the two branches
+
+
+def test_center_crop_scores_the_closer_framing(tiny_run: Path, fer_small: Path, tmp_path: Path) -> None:
+    """--center-crop 44: the model scores the central 44×44 pixels scaled up to 48×48, as cv2 would make them."""
+    import cv2
+
+    from trainer.models import load_float32, with_center_crop
+
+    faces = load(fer_small).split("PrivateTest").images[:64]
+    model = load_float32(tiny_run / "best.keras")
+    closer = np.stack([cv2.resize(face[2:46, 2:46], (48, 48), interpolation=cv2.INTER_LINEAR) for face in faces])
+    np.testing.assert_allclose(predict_keras(with_center_crop(model, 44), faces), predict_keras(model, closer),
+                               atol=0.02)
+    assert not np.allclose(predict_keras(model, faces), predict_keras(model, closer), atol=0.02)
+    out, comparison = quantize(QuantizeOptions(run_dir=tiny_run, data=fer_small, out=tmp_path / "crop.tflite",
+                                               calibration_faces=100, flip_average=True, center_crop=44))
+    assert "crop44_flip_average" in load_manifest(out).architecture
+    assert comparison["PublicTest"]["identical_predictions"] >= 0.9
+    with pytest.raises(UserError, match="--center-crop: expected 24-48 pixels, got 50"):
+        quantize(QuantizeOptions(run_dir=tiny_run, data=fer_small, center_crop=50))

@@ -35,6 +35,13 @@ def default_data(data: Path | None) -> Path:
     return next((p for p in candidates if p.exists()), candidates[0])
 
 
+def stage_counts(text: str) -> tuple[int, ...]:
+    counts = tuple(int(part) for part in text.split(",") if part.strip().isdigit())
+    if len(counts) != 4 or len(text.split(",")) != 4 or not all(1 <= count <= 4 for count in counts):
+        fail(f"--stage-convs: expected four comma-separated counts of 1-4 such as 3,3,3,2, got {text!r}")
+    return counts
+
+
 def fail(message: str) -> None:
     typer.echo(f"fer-trainer: {message}", err=True)
     raise typer.Exit(2)
@@ -53,6 +60,7 @@ def fit(
     augment: Annotated[str, typer.Option(help="none, tutorial or strong")] = "tutorial",
     mix: Annotated[str, typer.Option(help="none, mixup or cutmix (mixes pairs of faces and their targets)")] = "none",
     width: Annotated[float, typer.Option(help="channel multiplier (cnn) or MobileNet alpha")] = 1.0,
+    stage_convs: Annotated[str, typer.Option(help="cnn: 3×3 convs in each of the four stages")] = "2,2,2,2",
     input_size: Annotated[int, typer.Option(help="mobilenet: input side inside the model")] = 96,
     run_dir: Annotated[Path | None, typer.Option(help="output directory; default runs/<arch>")] = None,
     resume: Annotated[bool, typer.Option(help="continue an interrupted run from its backup/")] = False,
@@ -82,6 +90,7 @@ def fit(
                                    ("teacher-temperature", teacher_temperature, 0.1, 100.0)):
         if not low <= value <= high:
             fail(f"--{name}: expected {low}-{high}, got {value}")
+    stages = stage_counts(stage_convs)
     try:
         dataset = fer_data.load(default_data(data), labels)  # data errors first, before TensorFlow's start-up noise
         from trainer.fit import FitOptions
@@ -91,6 +100,7 @@ def fit(
             data=default_data(data), run_dir=run_dir or Path("runs") / arch, arch=arch, labels=labels,
             epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, schedule=schedule,
             label_smoothing=label_smoothing, augment=augment, mix=mix, width=width, input_size=input_size,
+            stage_convs=stages,
             strategy=strategy, precision=precision, seed=seed, limit=limit, resume=resume, init_from=init_from,
             teachers=tuple(teacher or ()), teacher_weight=teacher_weight, teacher_temperature=teacher_temperature,
         )

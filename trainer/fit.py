@@ -41,6 +41,7 @@ class FitOptions:
     augment: Literal["none", "tutorial", "strong"] = "tutorial"
     mix: fer_data.Mix = "none"
     width: float = 1.0
+    stage_convs: tuple[int, ...] = (2, 2, 2, 2)
     input_size: int = 96
     strategy: Strategy = "default"
     precision: Precision = "float32"  # mixed_bfloat16 speeds up CPUs with AMX/AVX512-BF16; mixed_float16 GPUs
@@ -106,7 +107,8 @@ def fit(options: FitOptions, dataset: fer_data.Dataset | None = None) -> Path:
         raise UserError(f"{options.data}: {len(train)} Training faces is fewer than one batch of {batch_size}")
 
     with strategy.scope(), dtype_policy(options.precision):
-        model = build(options.arch, ModelOptions(width=options.width, input_size=options.input_size))
+        model = build(options.arch, ModelOptions(width=options.width, input_size=options.input_size,
+                                                 stage_convs=options.stage_convs))
         if options.init_from and not options.resume:
             load_weights(model, options.init_from)
         model.compile(

@@ -17,6 +17,7 @@ class ModelOptions:
     width: float = 1.0  # channel multiplier (cnn) or MobileNet alpha
     input_size: int = 96  # mobilenet only: faces are resized to this inside the model
     dropout: float = 0.4
+    stage_convs: tuple[int, ...] = (2, 2, 2, 2)  # cnn only: 3×3 convs in each of the four stages
 
     def __post_init__(self) -> None:
         if not 0.1 <= self.width <= 4.0:
@@ -25,6 +26,8 @@ class ModelOptions:
             raise ValueError(f"input_size: expected 32-224, got {self.input_size}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout: expected 0-1, got {self.dropout}")
+        if len(self.stage_convs) != 4 or not all(1 <= convs <= 4 for convs in self.stage_convs):
+            raise ValueError(f"stage-convs: expected four counts of 1-4, got {','.join(map(str, self.stage_convs))}")
 
 
 def tutorial(options: ModelOptions) -> keras.Model:
@@ -52,12 +55,12 @@ def tutorial(options: ModelOptions) -> keras.Model:
 
 
 def cnn(options: ModelOptions) -> keras.Model:
-    """A VGG-style CNN: four stages of two 3×3 conv + BN + ReLU, each halving the resolution."""
+    """A VGG-style CNN: four stages of 3×3 conv + BN + ReLU (two each by default), each halving the resolution."""
     inputs = keras.Input(INPUT_SHAPE)
     x = layers.Rescaling(1 / 255)(inputs)
-    for stage, filters in enumerate((32, 64, 128, 256)):
+    for stage, (filters, convs) in enumerate(zip((32, 64, 128, 256), options.stage_convs, strict=True)):
         channels = max(8, int(filters * options.width))
-        for conv in range(2):
+        for conv in range(convs):
             x = layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"stage{stage}_conv{conv}")(x)
             x = layers.BatchNormalization(name=f"stage{stage}_bn{conv}")(x)
             x = layers.ReLU(name=f"stage{stage}_relu{conv}")(x)

@@ -43,13 +43,16 @@ def _bad_folder(tmp_path: Path) -> Path:
          "unknown class folder 'Contempt'"),
         (lambda tmp: ["fit", "--arch", "resnet9000"], "--arch: expected one of cnn, tutorial, mobilenet"),
         (lambda tmp: ["fit", "--epochs", "0"], "--epochs: expected 1-10000, got 0"),
+        (lambda tmp: ["fit", "--stage-convs", "3,3"], "--stage-convs: expected four comma-separated counts of 1-4"),
+        (lambda tmp: ["fit", "--stage-convs", "3,3,9,2"], "such as 3,3,3,2, got '3,3,9,2'"),
         (lambda tmp: ["fit", "--mix", "blend"], "--mix: expected one of none, mixup, cutmix, got 'blend'"),
         (lambda tmp: ["fit", "--teacher-weight", "1.5"], "--teacher-weight: expected 0.0-1.0, got 1.5"),
         (lambda tmp: ["evaluate", str(tmp / "nope.tflite"), "--data", str(_bad_csv(tmp))], "row 3"),
         (lambda tmp: ["quantize", "--run-dir", str(tmp)], "expected best.keras and run.json"),
         (lambda tmp: ["evaluate", str(tmp / "nope.tflite"), "--split", "Validation"], "--split: expected one of"),
     ],
-    ids=["missing-data", "pixel-count", "class-folder", "arch", "epochs", "mix", "teacher-weight",
+    ids=["missing-data", "pixel-count", "class-folder", "arch", "epochs", "stage-count", "stage-text", "mix",
+         "teacher-weight",
          "evaluate-bad-csv", "quantize-empty", "split"],
 )
 def test_user_mistakes_exit_2_with_one_line(tmp_path: Path, args, expected: str) -> None:

@@ -48,7 +48,7 @@ class FitOptions:
     seed: int = 42
     limit: int = 0  # use only this many Training/PublicTest faces (0: all); for smoke runs
     resume: bool = False
-    init_from: Path | None = None  # start from this checkpoint's weights (same arch and width)
+    init_from: Path | None = None  # start from this checkpoint's weights (same arch, width and stage convs)
     teachers: tuple[Path, ...] = ()  # distil from these checkpoints' averaged, flip-averaged scores
     teacher_weight: float = 0.5
     teacher_temperature: float = 2.0
@@ -142,7 +142,8 @@ def load_weights(model: keras.Model, checkpoint: Path) -> None:
     weights = load_float32(checkpoint).get_weights()
     expected = [tuple(w.shape) for w in model.get_weights()]
     if [tuple(w.shape) for w in weights] != expected:
-        raise UserError(f"{checkpoint}: --init-from weights do not fit --arch {model.name} at this --width")
+        raise UserError(f"{checkpoint}: --init-from weights do not fit --arch {model.name} "
+                        "at this --width and --stage-convs")
     model.set_weights(weights)
 
 

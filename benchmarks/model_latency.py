@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.peer_model import MODEL_IN_WHEEL, peer_classifier, peer_inputs, peer_model  # noqa: E402
-from edge.bench import emit, machine  # noqa: E402
+from edge.bench import best_ms, emit, machine  # noqa: E402
 from edge.classify import ClassifierOptions, EmotionClassifier  # noqa: E402
 from trainer import data as fer_data  # noqa: E402
 
@@ -35,22 +33,9 @@ def private_faces(count: int) -> list[np.ndarray]:
     return list(fer_data.load(SHARED / "data" / "fer2013.csv.gz").split("PrivateTest").images[:count])
 
 
-def best_ms(call: Callable[[np.ndarray], object], inputs: list[np.ndarray], repeats: int) -> float:
-    """Milliseconds per input: the best of `repeats` timed passes after a warm-up."""
-    for item in inputs[:20]:
-        call(item)
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for item in inputs:
-            call(item)
-        best = min(best, (time.perf_counter() - started) / len(inputs))
-    return round(best * 1000, 3)
-
-
 def ms_per_face(model: Path, faces: list[np.ndarray], repeats: int) -> float:
     with EmotionClassifier.create(ClassifierOptions(model=model, threads=1)) as classifier:
-        return best_ms(classifier.infer, [classifier.prepare([face]) for face in faces], repeats)
+        return best_ms([classifier.prepare([face]) for face in faces], classifier.infer, repeats, warmup=20)
 
 
 def main() -> None:
@@ -69,7 +54,7 @@ def main() -> None:
     if args.peer_wheel:
         classify = peer_classifier(peer_model(args.peer_wheel))
         report["ms_per_face"][f"{args.peer_wheel.name}:{MODEL_IN_WHEEL}"] = best_ms(
-            classify, list(peer_inputs(np.stack(faces))), args.repeats)
+            list(peer_inputs(np.stack(faces))), classify, args.repeats, warmup=20)
     emit(report, args.out)
 
 

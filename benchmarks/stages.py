@@ -18,7 +18,6 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +27,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edge.bench import emit, machine  # noqa: E402
+from edge.bench import best_ms, emit, machine  # noqa: E402
 from edge.classify import ClassifierOptions, EmotionClassifier  # noqa: E402
 from edge.config import load_config  # noqa: E402
 from edge.detect import HAAR_CASCADE, create_detector, crop  # noqa: E402
 
 SHARED = Path(os.environ.get("FER_SHARED", ROOT.parent / "shared"))
-
-
-def per_frame_ms(frames: list[Any], work: Callable[[Any], object], repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for frame in frames:
-            work(frame)
-        best = min(best, (time.perf_counter() - started) / len(frames))
-    return round(best * 1000, 3)
 
 
 def main() -> None:
@@ -58,16 +47,16 @@ def main() -> None:
     decode_ms = round((time.perf_counter() - started) / len(frames) * 1000, 3)
     rows: dict[str, Any] = {"decode (cv2.VideoCapture.read, 640x360 H.264)": decode_ms}
 
-    rows["bgr->rgb before: reversed-channel copy"] = per_frame_ms(
+    rows["bgr->rgb before: reversed-channel copy"] = best_ms(
         frames, lambda f: np.ascontiguousarray(f[:, :, ::-1]), args.repeats)
-    rows["bgr->rgb after: cv2.cvtColor"] = per_frame_ms(
+    rows["bgr->rgb after: cv2.cvtColor"] = best_ms(
         frames, lambda f: cv2.cvtColor(f, cv2.COLOR_BGR2RGB), args.repeats)
 
     for backend in ("blazeface-tasks", "blazeface"):
         with create_detector(backend) as detector:
-            rows[f"detect {backend}"] = per_frame_ms(frames, detector.detect, args.repeats)
+            rows[f"detect {backend}"] = best_ms(frames, detector.detect, args.repeats)
     with create_detector("haar") as detector:
-        rows["detect haar after: 320 px, detectMultiScale2, 2 neighbours, score >= 0.5"] = per_frame_ms(
+        rows["detect haar after: 320 px, detectMultiScale2, 2 neighbours, score >= 0.5"] = best_ms(
             frames, detector.detect, args.repeats)
     cascade = cv2.CascadeClassifier(str(HAAR_CASCADE))
 
@@ -80,9 +69,9 @@ def main() -> None:
         return cascade.detectMultiScale(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), scaleFactor=1.1, minNeighbors=5,
                                         flags=cv2.CASCADE_SCALE_IMAGE, minSize=(50, 50))
 
-    rows["detect haar before: 640 px, equalised, detectMultiScale3, 5 neighbours"] = per_frame_ms(
+    rows["detect haar before: 640 px, equalised, detectMultiScale3, 5 neighbours"] = best_ms(
         frames, haar_before, 1)
-    rows["detect haar as the fer library calls it: 640 px, 5 neighbours, min 50 px"] = per_frame_ms(
+    rows["detect haar as the fer library calls it: 640 px, 5 neighbours, min 50 px"] = best_ms(
         frames, haar_fer, args.repeats)
 
     model = load_config(None).classifier.model
@@ -92,10 +81,10 @@ def main() -> None:
     for threads in (2, 1):
         with EmotionClassifier.create(ClassifierOptions(model=model, threads=threads)) as classifier:
             batches = [classifier.prepare(c) for c in crops]
-            rows[f"classify one face, {threads} interpreter threads"] = per_frame_ms(
+            rows[f"classify one face, {threads} interpreter threads"] = best_ms(
                 batches, classifier.infer, args.repeats)
     with EmotionClassifier.create(ClassifierOptions(model=model)) as classifier:
-        rows["preprocess one face (crop to int8 input)"] = per_frame_ms(crops, classifier.prepare, args.repeats)
+        rows["preprocess one face (crop to int8 input)"] = best_ms(crops, classifier.prepare, args.repeats)
     report = {"machine": machine(), "frames": len(frames), "ms_per_frame": rows}
     emit(report, args.out)
 

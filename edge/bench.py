@@ -17,6 +17,7 @@ import platform
 import resource
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -31,6 +32,20 @@ STAGES = ("decode", "detect", "preprocess", "classify", "track", "publish", "e2e
 PEER_VENV = Path(os.environ.get("FER_PEER_VENV", "/tmp/fer-peer"))
 PEER_SCRIPT = Path(os.environ.get("FER_SHARED", ROOT.parent / "shared")) / "bench" / "peer_fer.py"
 PEER_TIMEOUT_S = 900.0
+
+
+def best_ms(items: list[Any], work: Callable[[Any], object], repeats: int, warmup: int = 0) -> float:
+    """Milliseconds per item: the best of `repeats` timed passes of `work` over `items`, after `warmup`
+    untimed calls, so that figures from one run compare with each other."""
+    for item in items[:warmup]:
+        work(item)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for item in items:
+            work(item)
+        best = min(best, (time.perf_counter() - started) / len(items))
+    return round(best * 1000, 3)
 
 
 def emit(report: dict[str, Any], out: Path | None, indent: int = 2) -> None:

@@ -36,10 +36,10 @@ def default_data(data: Path | None) -> Path:
 
 
 def stage_counts(text: str) -> tuple[int, ...]:
-    counts = tuple(int(part) for part in text.split(",") if part.strip().isdigit())
-    if len(counts) != 4 or len(text.split(",")) != 4 or not all(1 <= count <= 4 for count in counts):
+    parts = text.split(",")
+    if len(parts) != 4 or not all(part.strip().isdigit() and 1 <= int(part) <= 4 for part in parts):
         fail(f"--stage-convs: expected four comma-separated counts of 1-4 such as 3,3,3,2, got {text!r}")
-    return counts
+    return tuple(int(part) for part in parts)
 
 
 def fail(message: str) -> None:

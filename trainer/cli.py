@@ -93,9 +93,11 @@ def fit(
     stages = stage_counts(stage_convs)
     try:
         dataset = fer_data.load(default_data(data), labels)  # data errors first, before TensorFlow's start-up noise
-        from trainer.fit import FitOptions
+        from trainer.fit import FitOptions, precision_warning
         from trainer.fit import fit as run_fit
 
+        if warning := precision_warning(precision):
+            typer.echo(f"fer-trainer: warning: {warning}", err=True)
         options = FitOptions(
             data=default_data(data), run_dir=run_dir or Path("runs") / arch, arch=arch, labels=labels,
             epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, schedule=schedule,

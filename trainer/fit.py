@@ -17,8 +17,8 @@ import tensorflow as tf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from edge.errors import UserError
+from trainer import cpu, distill
 from trainer import data as fer_data
-from trainer import distill
 from trainer.models import ModelOptions, build
 
 Strategy = Literal["default", "mirrored", "multi-worker"]
@@ -145,6 +145,14 @@ def load_weights(model: keras.Model, checkpoint: Path) -> None:
         raise UserError(f"{checkpoint}: --init-from weights do not fit --arch {model.name} "
                         "at this --width and --stage-convs")
     model.set_weights(weights)
+
+
+def precision_warning(precision: Precision) -> str | None:
+    """A warning when bfloat16 would be emulated: no GPU, and a CPU without bfloat16 instructions."""
+    if precision != "mixed_bfloat16" or tf.config.list_physical_devices("GPU") or not cpu.lacks_bfloat16():
+        return None
+    return ("--precision mixed_bfloat16: this CPU has no bfloat16 instructions (avx512_bf16, amx_bf16), so "
+            "bfloat16 is emulated and training runs several times slower than with float32")
 
 
 @contextmanager

@@ -100,22 +100,31 @@ def run_peer(video: str, venv: Path = PEER_VENV, script: Path = PEER_SCRIPT,
     return PeerResult(str(venv), elapsed, result=result)
 
 
+SPEED_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16",
+                  "asimddp", "i8mm", "bf16")
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on, and how busy it was when they were: the 1-minute load average and
-    the number of `fer-trainer` processes (training shares the CPU and slows everything down)."""
-    model = platform.processor() or platform.machine()
+    the number of `fer-trainer` processes (training shares the CPU and slows everything down). `cpu_features`
+    lists the SIMD extensions that int8 and bfloat16 speed hang on (one model name covers CPUs with and
+    without them)."""
+    model, features = None, None
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("model name", "Model")):
-                model = line.split(":", 1)[1].strip()
-                break
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key in ("model name", "Model"):
+                model = model or value
+            elif key in ("flags", "Features") and features is None:
+                features = [flag for flag in SPEED_FEATURES if flag in value.split()]
     except OSError:
         pass
     trainers = 0
     for process in psutil.process_iter(["cmdline"]):
         with contextlib.suppress(psutil.Error, TypeError):
             trainers += any("fer-trainer" in part for part in process.info["cmdline"] or ())
-    return {"cpu": model, "cpu_count": os.cpu_count(), "arch": platform.machine(),
+    return {"cpu": model or platform.processor() or platform.machine(), "cpu_features": features or [],
+            "cpu_count": os.cpu_count(), "arch": platform.machine(),
             "python": platform.python_version(), "load_avg_1m": round(os.getloadavg()[0], 2),
             "fer_trainer_processes": trainers}
 

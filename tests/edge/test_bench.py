@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.bench import run_peer
+from edge.bench import SPEED_FEATURES, run_peer
 from tests.edge.test_cli import fer_edge, write_config
 from tests.shared import hamilton_clip
 
@@ -57,6 +57,10 @@ def test_compare_peer_runs_the_peer_on_the_same_video_and_reports_the_ratio(edge
     assert report["ratio"] == pytest.approx(report["fps"] / 2.5, rel=0.01)
     assert report["machine"]["cpu_count"] and report["machine"]["load_avg_1m"] >= 0
     assert report["machine"]["fer_trainer_processes"] >= 0
+    features = report["machine"]["cpu_features"]
+    assert set(features) <= set(SPEED_FEATURES)
+    cpuinfo = Path("/proc/cpuinfo")
+    assert ("avx2" in features) == (cpuinfo.exists() and " avx2" in cpuinfo.read_text())
 
 
 @pytest.mark.parametrize(("body", "note"), [

@@ -102,6 +102,22 @@ def run_peer(video: str, venv: Path = PEER_VENV, script: Path = PEER_SCRIPT,
 
 SPEED_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16",
                   "asimddp", "i8mm", "bf16")
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_info(path: Path = CPUINFO) -> tuple[str | None, frozenset[str] | None]:
+    """The CPU's model name and feature flags (x86 `flags`, Arm `Features`) from /proc/cpuinfo; None if unknown."""
+    model, flags = None, None
+    try:
+        for line in path.read_text().splitlines():
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key in ("model name", "Model"):
+                model = model or value
+            elif key in ("flags", "Features") and flags is None:
+                flags = frozenset(value.split())
+    except OSError:
+        pass
+    return model, flags
 
 
 def machine() -> dict[str, Any]:
@@ -109,21 +125,13 @@ def machine() -> dict[str, Any]:
     the number of `fer-trainer` processes (training shares the CPU and slows everything down). `cpu_features`
     lists the SIMD extensions that int8 and bfloat16 speed hang on (one model name covers CPUs with and
     without them)."""
-    model, features = None, None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = (part.strip() for part in line.partition(":"))
-            if key in ("model name", "Model"):
-                model = model or value
-            elif key in ("flags", "Features") and features is None:
-                features = [flag for flag in SPEED_FEATURES if flag in value.split()]
-    except OSError:
-        pass
+    model, flags = cpu_info()
+    features = [flag for flag in SPEED_FEATURES if flag in (flags or ())]
     trainers = 0
     for process in psutil.process_iter(["cmdline"]):
         with contextlib.suppress(psutil.Error, TypeError):
             trainers += any("fer-trainer" in part for part in process.info["cmdline"] or ())
-    return {"cpu": model or platform.processor() or platform.machine(), "cpu_features": features or [],
+    return {"cpu": model or platform.processor() or platform.machine(), "cpu_features": features,
             "cpu_count": os.cpu_count(), "arch": platform.machine(),
             "python": platform.python_version(), "load_avg_1m": round(os.getloadavg()[0], 2),
             "fer_trainer_processes": trainers}

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-CPUINFO = Path("/proc/cpuinfo")
+from edge.bench import CPUINFO, cpu_info
+
 BFLOAT16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})  # x86 AVX-512/AMX; Arm's Features list
 
 
 def lacks_bfloat16(cpuinfo: Path = CPUINFO) -> bool:
     """True when the CPU's feature list is known and names no bfloat16 instructions."""
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return False
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return not BFLOAT16_FLAGS & set(value.split())
-    return False
+    _, flags = cpu_info(cpuinfo)
+    return flags is not None and not BFLOAT16_FLAGS & flags

@@ -149,7 +149,7 @@ def load_weights(model: keras.Model, checkpoint: Path) -> None:
 
 def precision_warning(precision: Precision) -> str | None:
     """A warning when bfloat16 would be emulated: no GPU, and a CPU without bfloat16 instructions."""
-    if precision != "mixed_bfloat16" or tf.config.list_physical_devices("GPU") or not cpu.lacks_bfloat16():
+    if precision != "mixed_bfloat16" or not cpu.lacks_bfloat16() or tf.config.list_physical_devices("GPU"):
         return None
     return ("--precision mixed_bfloat16: this CPU has no bfloat16 instructions (avx512_bf16, amx_bf16), so "
             "bfloat16 is emulated and training runs several times slower than with float32")

@@ -74,6 +74,8 @@ def fit(
                                                              "ensemble)")] = None,
     teacher_weight: Annotated[float, typer.Option(help="share of the target taken from the teachers")] = 0.5,
     teacher_temperature: Annotated[float, typer.Option(help="softens the teachers' scores")] = 2.0,
+    teacher_crop: Annotated[int, typer.Option(help="teachers score the central N×N pixels (and their mirror), "
+                                                   "as quantize --center-crop")] = 48,
 ) -> None:
     """Train on Training, keep the best checkpoint by PublicTest accuracy."""
     choices = {"labels": (labels, ("fer2013", "ferplus", "ferplus-soft")),
@@ -87,7 +89,8 @@ def fit(
             fail(f"--{name}: expected one of {', '.join(allowed)}, got {value!r}")
     for name, value, low, high in (("epochs", epochs, 1, 10_000), ("batch-size", batch_size, 1, 65_536),
                                    ("lr", learning_rate, 1e-7, 10.0), ("teacher-weight", teacher_weight, 0.0, 1.0),
-                                   ("teacher-temperature", teacher_temperature, 0.1, 100.0)):
+                                   ("teacher-temperature", teacher_temperature, 0.1, 100.0),
+                                   ("teacher-crop", teacher_crop, 24, 48)):
         if not low <= value <= high:
             fail(f"--{name}: expected {low}-{high}, got {value}")
     stages = stage_counts(stage_convs)
@@ -105,6 +108,7 @@ def fit(
             stage_convs=stages,
             strategy=strategy, precision=precision, seed=seed, limit=limit, resume=resume, init_from=init_from,
             teachers=tuple(teacher or ()), teacher_weight=teacher_weight, teacher_temperature=teacher_temperature,
+            teacher_crop=teacher_crop,
         )
         best = run_fit(options, dataset)
     except (UserError, ValueError) as exc:

@@ -1,7 +1,8 @@
 """Distillation targets: a teacher ensemble's softened scores on the Training faces, blended with the labels.
 
-The teachers are this project's own checkpoints. Each scores a face and its mirror image (flip averaging), the
-ensemble averages them, and the result is computed once on the un-augmented faces (offline distillation)."""
+The teachers are this project's own checkpoints. Each scores a face and its mirror image (flip averaging), optionally
+of the face's central crop as `quantize --center-crop` does, the ensemble averages them, and the result is computed
+once on the un-augmented faces (offline distillation)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,18 @@ from edge.errors import UserError
 from trainer.data import Split
 
 
-def teacher_scores(teachers: tuple[Path, ...], images: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Averaged class probabilities (n, 7) of flip-averaged teachers, softened by `temperature`."""
+def teacher_scores(teachers: tuple[Path, ...], images: np.ndarray, temperature: float = 1.0,
+                   crop: int = 48) -> np.ndarray:
+    """Averaged class probabilities (n, 7) of flip-averaged teachers scoring the central `crop`×`crop` pixels
+    (48: the whole face), softened by `temperature`."""
     from trainer.evaluate import predict_keras
-    from trainer.models import load_float32, with_flip_average
+    from trainer.models import load_float32, with_center_crop, with_flip_average
 
     total = None
     for path in teachers:
         if not path.is_file() or path.suffix != ".keras":
             raise UserError(f"{path}: teacher not found (expected a .keras checkpoint)")
-        scores = predict_keras(with_flip_average(load_float32(path)), images)
+        scores = predict_keras(with_flip_average(with_center_crop(load_float32(path), crop)), images)
         total = scores if total is None else total + scores
     return soften(total / len(teachers), temperature)
 

@@ -52,6 +52,7 @@ class FitOptions:
     teachers: tuple[Path, ...] = ()  # distil from these checkpoints' averaged, flip-averaged scores
     teacher_weight: float = 0.5
     teacher_temperature: float = 2.0
+    teacher_crop: int = 48  # teachers score the central N×N pixels and their mirror image (48: the whole face)
 
 
 def make_strategy(name: Strategy) -> tf.distribute.Strategy:
@@ -93,7 +94,8 @@ def fit(options: FitOptions, dataset: fer_data.Dataset | None = None) -> Path:
     if options.limit:
         train, val = train.take(options.limit, options.seed), val.take(options.limit, options.seed)
     if options.teachers:
-        scores = distill.teacher_scores(options.teachers, train.images, options.teacher_temperature)
+        scores = distill.teacher_scores(options.teachers, train.images, options.teacher_temperature,
+                                        options.teacher_crop)
         train = distill.distilled(train, scores, options.teacher_weight)
     (run_dir / "run.json").write_text(json.dumps(asdict(options) | {"source": dataset.source}, default=str, indent=2))
 

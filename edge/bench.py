@@ -122,15 +122,17 @@ def cpu_info(path: Path = CPUINFO) -> tuple[str | None, frozenset[str] | None]:
 
 def machine() -> dict[str, Any]:
     """What the figures were measured on, and how busy it was when they were: the 1-minute load average and
-    the number of `fer-trainer` processes (training shares the CPU and slows everything down). `cpu_features`
+    the number of running `fer-trainer` processes (training shares the CPU and slows everything down; one
+    paused with SIGSTOP for the measurement does not count). `cpu_features`
     lists the SIMD extensions that int8 and bfloat16 speed hang on (one model name covers CPUs with and
     without them)."""
     model, flags = cpu_info()
     features = [flag for flag in SPEED_FEATURES if flag in (flags or ())]
     trainers = 0
-    for process in psutil.process_iter(["cmdline"]):
+    for process in psutil.process_iter(["cmdline", "status"]):
         with contextlib.suppress(psutil.Error, TypeError):
-            trainers += any("fer-trainer" in part for part in process.info["cmdline"] or ())
+            trainers += (process.info["status"] != psutil.STATUS_STOPPED
+                         and any("fer-trainer" in part for part in process.info["cmdline"] or ()))
     return {"cpu": model or platform.processor() or platform.machine(), "cpu_features": features,
             "cpu_count": os.cpu_count(), "arch": platform.machine(),
             "python": platform.python_version(), "load_avg_1m": round(os.getloadavg()[0], 2),

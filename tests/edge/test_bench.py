@@ -7,12 +7,16 @@ a stand-in script where a real one would need TensorFlow; the real one is benchm
 from __future__ import annotations
 
 import json
+import signal
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from edge.bench import SPEED_FEATURES, run_peer
+from edge.bench import SPEED_FEATURES, machine, run_peer
 from tests.edge.test_cli import fer_edge, write_config
 from tests.shared import hamilton_clip
 
@@ -61,6 +65,19 @@ def test_compare_peer_runs_the_peer_on_the_same_video_and_reports_the_ratio(edge
     assert set(features) <= set(SPEED_FEATURES)
     cpuinfo = Path("/proc/cpuinfo")
     assert ("avx2" in features) == (cpuinfo.exists() and " avx2" in cpuinfo.read_text())
+
+
+def test_a_training_paused_with_sigstop_is_not_counted_as_load() -> None:
+    before = machine()["fer_trainer_processes"]
+    trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "fer-trainer", "fit"])
+    try:
+        assert machine()["fer_trainer_processes"] == before + 1
+        trainer.send_signal(signal.SIGSTOP)
+        time.sleep(0.2)
+        assert machine()["fer_trainer_processes"] == before
+    finally:
+        trainer.kill()
+        trainer.wait()
 
 
 @pytest.mark.parametrize(("body", "note"), [

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from edge.bench import SPEED_FEATURES, machine, run_peer
@@ -73,7 +74,9 @@ def test_a_training_paused_with_sigstop_is_not_counted_as_load() -> None:
     try:
         assert machine()["fer_trainer_processes"] == before + 1
         trainer.send_signal(signal.SIGSTOP)
-        time.sleep(0.2)
+        deadline = time.monotonic() + 5
+        while psutil.Process(trainer.pid).status() != psutil.STATUS_STOPPED and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert machine()["fer_trainer_processes"] == before
     finally:
         trainer.kill()

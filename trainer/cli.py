@@ -57,7 +57,7 @@ def fit(
     learning_rate: Annotated[float, typer.Option("--lr", "--learning-rate")] = 1e-3,
     schedule: Annotated[str, typer.Option(help="cosine (with one warm-up epoch) or constant")] = "cosine",
     label_smoothing: float = 0.1,
-    augment: Annotated[str, typer.Option(help="none, tutorial or strong")] = "tutorial",
+    augment: Annotated[str, typer.Option(help="none, tutorial, strong or heavy")] = "tutorial",
     mix: Annotated[str, typer.Option(help="none, mixup or cutmix (mixes pairs of faces and their targets)")] = "none",
     width: Annotated[float, typer.Option(help="channel multiplier (cnn) or MobileNet alpha")] = 1.0,
     stage_convs: Annotated[str, typer.Option(help="cnn: 3×3 convs in each of the four stages")] = "2,2,2,2",
@@ -79,7 +79,8 @@ def fit(
 ) -> None:
     """Train on Training, keep the best checkpoint by PublicTest accuracy."""
     choices = {"labels": (labels, ("fer2013", "ferplus", "ferplus-soft")),
-               "schedule": (schedule, ("cosine", "constant")), "augment": (augment, ("none", "tutorial", "strong")),
+               "schedule": (schedule, ("cosine", "constant")),
+               "augment": (augment, ("none", "tutorial", "strong", "heavy")),
                "mix": (mix, ("none", "mixup", "cutmix")),
                "strategy": (strategy, ("default", "mirrored", "multi-worker")),
                "precision": (precision, ("float32", "mixed_bfloat16", "mixed_float16")),
@@ -157,6 +158,8 @@ def quantize(
     run_dir: Annotated[Path, typer.Option(help="the run directory written by fit")] = Path("runs/cnn"),
     data: Data = None,
     out: Annotated[Path | None, typer.Option(help="output .tflite; default <run-dir>/fer_<arch>_int8.tflite")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="the .keras to export; default <run-dir>/best.keras "
+                                                         "(<run-dir>/last.keras: the last epoch)")] = None,
     calibration_faces: int = 300,
     flip_average: Annotated[bool, typer.Option(help="score each face and its mirror image inside the model "
                                                     "and average them (about twice the compute)")] = False,
@@ -169,6 +172,7 @@ def quantize(
 
     try:
         path, comparison = run_quantize(QuantizeOptions(run_dir=run_dir, data=default_data(data), out=out,
+                                                        checkpoint=checkpoint,
                                                         calibration_faces=calibration_faces,
                                                         flip_average=flip_average, center_crop=center_crop))
     except UserError as exc:

@@ -188,18 +188,25 @@ def _image_files(folder: Path) -> Iterator[Path]:
     return (p for p in sorted(folder.iterdir()) if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
 
 
-def augmentation(strength: Literal["tutorial", "strong"] = "tutorial"):
-    """The seed tutorial's augmentation (rotation, shift, shear, zoom, flip); `strong` adds random erasing."""
+Augment = Literal["none", "tutorial", "strong", "heavy"]
+
+
+def augmentation(strength: Augment = "tutorial"):
+    """The seed tutorial's augmentation (rotation, shift, shear, zoom, flip); `strong` adds random erasing; `heavy`
+    doubles shift and zoom to 20% and adds brightness and contrast jitter before the erasing."""
     from keras import layers
 
+    reach = 0.2 if strength == "heavy" else 0.1
     steps = [
         layers.RandomRotation(10 / 360, fill_mode="nearest"),
-        layers.RandomTranslation(0.1, 0.1, fill_mode="nearest"),
+        layers.RandomTranslation(reach, reach, fill_mode="nearest"),
         layers.RandomShear(x_factor=0.1, y_factor=0.1, fill_mode="nearest"),
-        layers.RandomZoom(0.1, fill_mode="nearest"),
+        layers.RandomZoom(reach, fill_mode="nearest"),
         layers.RandomFlip("horizontal"),
     ]
-    if strength == "strong":
+    if strength == "heavy":
+        steps += [layers.RandomBrightness(0.2, value_range=(0, 255)), layers.RandomContrast(0.3, value_range=(0, 255))]
+    if strength in ("strong", "heavy"):
         steps.append(layers.RandomErasing(factor=0.5, scale=(0.02, 0.15), value_range=(0, 255)))
     return layers.Pipeline(steps, name=f"augment_{strength}")
 
@@ -236,7 +243,7 @@ def mix_batch(images, targets, mode: Mix):
 
 
 def as_tf_dataset(split: Split, batch_size: int, *, train: bool, seed: int = 0,
-                  augment: Literal["none", "tutorial", "strong"] = "tutorial", mix: Mix = "none"):
+                  augment: Augment = "tutorial", mix: Mix = "none"):
     """Batches of (float 0-255 images (n, 48, 48, 1), targets). Augmentation runs in parallel tf.data workers."""
     import tensorflow as tf
 

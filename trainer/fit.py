@@ -38,7 +38,7 @@ class FitOptions:
     schedule: Schedule = "cosine"
     warmup_epochs: int = 1
     label_smoothing: float = 0.1
-    augment: Literal["none", "tutorial", "strong"] = "tutorial"
+    augment: fer_data.Augment = "tutorial"
     mix: fer_data.Mix = "none"
     width: float = 1.0
     stage_convs: tuple[int, ...] = (2, 2, 2, 2)
@@ -79,7 +79,7 @@ def learning_rate(options: FitOptions, steps_per_epoch: int) -> float | keras.op
 
 
 def fit(options: FitOptions, dataset: fer_data.Dataset | None = None) -> Path:
-    """Train and return the path of the best checkpoint (by PublicTest accuracy)."""
+    """Train and return the path of the best checkpoint (by PublicTest accuracy); `last.keras` holds the last epoch."""
     run_dir = options.run_dir
     backup_dir = run_dir / "backup"
     if run_dir.exists() and any(run_dir.iterdir()) and not options.resume:
@@ -127,6 +127,7 @@ def fit(options: FitOptions, dataset: fer_data.Dataset | None = None) -> Path:
             str(best_path), monitor="val_accuracy", mode="max", save_best_only=True,
             initial_value_threshold=_best_so_far(history_path),
         ),
+        keras.callbacks.ModelCheckpoint(str(run_dir / "last.keras")),
         keras.callbacks.CSVLogger(str(history_path), append=options.resume),
         CurvesCallback(history_path, run_dir / "curves.png"),
         RichProgress(options.epochs, steps_per_epoch),

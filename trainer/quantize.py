@@ -19,6 +19,7 @@ class QuantizeOptions:
     run_dir: Path
     data: Path
     out: Path | None = None  # default: <run_dir>/fer_<arch>_int8.tflite
+    checkpoint: Path | None = None  # default: <run_dir>/best.keras (e.g. <run_dir>/last.keras instead)
     calibration_faces: int = 300
     flip_average: bool = False  # average the face's and its mirror image's scores inside the model
     center_crop: int = 48  # score the central N×N pixels scaled back up to 48×48 (48: the whole crop)
@@ -87,16 +88,17 @@ def _trained_on(run: dict) -> str:
 
 
 def quantize(options: QuantizeOptions) -> tuple[Path, dict]:
-    """Export the run's best checkpoint as int8 and record int8 metrics and float-vs-int8 agreement."""
+    """Export the run's best (or chosen) checkpoint as int8 and record int8 metrics and float-vs-int8 agreement."""
     from trainer.models import load_float32, with_center_crop, with_flip_average
 
-    best = options.run_dir / "best.keras"
+    checkpoint = options.checkpoint or options.run_dir / "best.keras"
     run_json = options.run_dir / "run.json"
-    if not best.is_file() or not run_json.is_file():
-        raise UserError(f"{options.run_dir}: expected best.keras and run.json from `fer-trainer fit`")
+    for path in (checkpoint, run_json):
+        if not path.is_file():
+            raise UserError(f"{path}: not found; expected a checkpoint and run.json from `fer-trainer fit`")
     run = json.loads(run_json.read_text())
     try:
-        model = with_center_crop(load_float32(best), options.center_crop)
+        model = with_center_crop(load_float32(checkpoint), options.center_crop)
     except ValueError as exc:
         raise UserError(f"--center-crop: {exc}") from None
     if options.flip_average:
@@ -110,7 +112,7 @@ def quantize(options: QuantizeOptions) -> tuple[Path, dict]:
     for split_name in ("PublicTest", "PrivateTest"):
         split = dataset.split(split_name)
         float_scores, int8_scores = predict_keras(model, split.images), predict(out, split.images)
-        float_report = score(str(best), split_name, split.labels, float_scores.argmax(axis=1))
+        float_report = score(str(checkpoint), split_name, split.labels, float_scores.argmax(axis=1))
         int8_report = score(str(out), split_name, split.labels, int8_scores.argmax(axis=1))
         metrics[split_name] = int8_report.summary()
         comparison[split_name] = _comparison(float_report, int8_report, agreement(float_scores, int8_scores))

@@ -106,14 +106,26 @@ def test_missing_path() -> None:
         data.load(Path("nope.csv"))
 
 
-def test_augmented_batches_keep_shape_and_range(fer_small: Path) -> None:
+@pytest.mark.parametrize("strength", ["strong", "heavy"])
+def test_augmented_batches_keep_shape_and_range(fer_small: Path, strength: str) -> None:
     split = data.load(fer_small).split("Training")
-    images, targets = next(iter(data.as_tf_dataset(split, 32, train=True, augment="strong")))
+    images, targets = next(iter(data.as_tf_dataset(split, 32, train=True, augment=strength)))
     assert images.shape == (32, 48, 48, 1) and targets.shape == (32, 7)
     values = images.numpy()
     assert values.min() >= -1e-3 and values.max() <= 255 + 1e-3  # interpolation rounds a hair past the ends
     originals = split.images[..., None].astype(np.float32)
     assert not any(np.array_equal(values[0], original) for original in originals)
+
+
+def test_heavy_augmentation_jitters_brightness(fer_small: Path) -> None:
+    """`heavy` shifts each face's brightness (±20% of 255); `strong` only moves and erases pixels."""
+    faces = data.load(fer_small).split("Training").take(128).images[..., None].astype(np.float32)
+
+    def brightness_spread(strength: str) -> float:
+        augmented = np.asarray(data.augmentation(strength)(faces, training=True))
+        return float(np.std(augmented.mean(axis=(1, 2, 3)) - faces.mean(axis=(1, 2, 3))))
+
+    assert brightness_spread("heavy") > 2 * brightness_spread("strong")
 
 
 

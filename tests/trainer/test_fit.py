@@ -16,7 +16,7 @@ from trainer.fit import FitOptions, fit
 def test_one_epoch_writes_artifacts(fer_small: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "cnn"
     fit(FitOptions(data=fer_small, run_dir=run_dir, arch="cnn", width=0.25, epochs=1, batch_size=64))
-    for name in ("best.keras", "history.csv", "curves.png", "run.json"):
+    for name in ("best.keras", "last.keras", "history.csv", "curves.png", "run.json"):
         assert (run_dir / name).stat().st_size > 0, name
     with open(run_dir / "history.csv") as handle:
         rows = list(csv.DictReader(handle))

@@ -82,3 +82,20 @@ def test_center_crop_scores_the_closer_framing(tiny_run: Path, fer_small: Path, 
     assert comparison["PublicTest"]["identical_predictions"] >= 0.9
     with pytest.raises(UserError, match="--center-crop: expected 24-48 pixels, got 50"):
         quantize(QuantizeOptions(run_dir=tiny_run, data=fer_small, center_crop=50))
+
+
+def test_checkpoint_option_exports_that_checkpoint(tiny_run: Path, fer_small: Path, tmp_path: Path) -> None:
+    """--checkpoint exports the given .keras instead of best.keras: here an untrained net of the same arch."""
+    from trainer.models import ModelOptions, build, load_float32
+
+    other = tmp_path / "untrained.keras"
+    build("cnn", ModelOptions(width=0.25)).save(other)
+    public = load(fer_small).split("PublicTest")
+
+    def accuracy(path: Path) -> float:
+        return round(float(np.mean(predict_keras(load_float32(path), public.images).argmax(1) == public.labels)), 4)
+
+    assert accuracy(other) != accuracy(tiny_run / "best.keras")
+    _, comparison = quantize(QuantizeOptions(run_dir=tiny_run, data=fer_small, out=tmp_path / "other.tflite",
+                                             calibration_faces=50, checkpoint=other))
+    assert comparison["PublicTest"]["float_accuracy"] == accuracy(other)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 
@@ -78,10 +78,9 @@ def fit(
                                                    "as quantize --center-crop")] = 48,
 ) -> None:
     """Train on Training, keep the best checkpoint by PublicTest accuracy."""
-    choices = {"labels": (labels, ("fer2013", "ferplus", "ferplus-soft")),
+    choices = {"labels": (labels, get_args(fer_data.LabelMode)),
                "schedule": (schedule, ("cosine", "constant")),
-               "augment": (augment, ("none", "tutorial", "strong", "heavy")),
-               "mix": (mix, ("none", "mixup", "cutmix")),
+               "augment": (augment, get_args(fer_data.Augment)), "mix": (mix, get_args(fer_data.Mix)),
                "strategy": (strategy, ("default", "mirrored", "multi-worker")),
                "precision": (precision, ("float32", "mixed_bfloat16", "mixed_float16")),
                "arch": (arch, ("cnn", "tutorial", "mobilenet"))}

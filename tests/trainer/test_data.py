@@ -128,7 +128,6 @@ def test_heavy_augmentation_jitters_brightness(fer_small: Path) -> None:
     assert brightness_spread("heavy") > 2 * brightness_spread("strong")
 
 
-
 @pytest.mark.parametrize("mode", ["mixup", "cutmix"])
 def test_mixing_gives_each_face_its_pixel_share_of_the_target(fer_small: Path, mode: str) -> None:
     split = data.load(fer_small).split("Training").take(64)

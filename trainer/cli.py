@@ -10,6 +10,7 @@ import typer
 
 from edge.errors import UserError
 from trainer import data as fer_data
+from trainer import distill
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -76,11 +77,15 @@ def fit(
     teacher_temperature: Annotated[float, typer.Option(help="softens the teachers' scores")] = 2.0,
     teacher_crop: Annotated[int, typer.Option(help="teachers score the central N×N pixels (and their mirror), "
                                                    "as quantize --center-crop")] = 48,
+    distill_mode: Annotated[str, typer.Option("--distill", help="offline: teachers score the plain faces once; "
+                                              "online: every augmented batch as the student sees it "
+                                              "(slower epochs)")] = "offline",
 ) -> None:
     """Train on Training, keep the best checkpoint by PublicTest accuracy."""
     choices = {"labels": (labels, get_args(fer_data.LabelMode)),
                "schedule": (schedule, ("cosine", "constant")),
                "augment": (augment, get_args(fer_data.Augment)), "mix": (mix, get_args(fer_data.Mix)),
+               "distill": (distill_mode, get_args(distill.Mode)),
                "strategy": (strategy, ("default", "mirrored", "multi-worker")),
                "precision": (precision, ("float32", "mixed_bfloat16", "mixed_float16")),
                "arch": (arch, ("cnn", "tutorial", "mobilenet"))}
@@ -108,7 +113,7 @@ def fit(
             stage_convs=stages,
             strategy=strategy, precision=precision, seed=seed, limit=limit, resume=resume, init_from=init_from,
             teachers=tuple(teacher or ()), teacher_weight=teacher_weight, teacher_temperature=teacher_temperature,
-            teacher_crop=teacher_crop,
+            teacher_crop=teacher_crop, distill_mode=distill_mode,
         )
         best = run_fit(options, dataset)
     except (UserError, ValueError) as exc:

@@ -243,8 +243,9 @@ def mix_batch(images, targets, mode: Mix):
 
 
 def as_tf_dataset(split: Split, batch_size: int, *, train: bool, seed: int = 0,
-                  augment: Augment = "tutorial", mix: Mix = "none"):
-    """Batches of (float 0-255 images (n, 48, 48, 1), targets). Augmentation runs in parallel tf.data workers."""
+                  augment: Augment = "tutorial", mix: Mix = "none", relabel=None):
+    """Batches of (float 0-255 images (n, 48, 48, 1), targets). Augmentation runs in parallel tf.data workers;
+    `relabel(images, targets) -> targets` (online distillation) runs last, on the faces as the model sees them."""
     import tensorflow as tf
 
     images = split.images[..., None].astype(np.float32)
@@ -258,5 +259,8 @@ def as_tf_dataset(split: Split, batch_size: int, *, train: bool, seed: int = 0,
                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
     if train and mix != "none":
         dataset = dataset.map(lambda x, y: mix_batch(x, y, mix), num_parallel_calls=tf.data.AUTOTUNE,
+                              deterministic=False)
+    if train and relabel is not None:
+        dataset = dataset.map(lambda x, y: (x, relabel(x, y)), num_parallel_calls=tf.data.AUTOTUNE,
                               deterministic=False)
     return dataset.prefetch(tf.data.AUTOTUNE)

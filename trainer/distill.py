@@ -1,17 +1,21 @@
 """Distillation targets: a teacher ensemble's softened scores on the Training faces, blended with the labels.
 
 The teachers are this project's own checkpoints. Each scores a face and its mirror image (flip averaging), optionally
-of the face's central crop as `quantize --center-crop` does, the ensemble averages them, and the result is computed
-once on the un-augmented faces (offline distillation)."""
+of the face's central crop as `quantize --center-crop` does, and the ensemble averages them. Offline distillation
+scores the un-augmented faces once; online distillation scores each augmented batch as the student sees it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from edge.errors import UserError
 from trainer.data import Split
+
+Mode = Literal["offline", "online"]
 
 
 def teacher_scores(teachers: tuple[Path, ...], images: np.ndarray, temperature: float = 1.0,
@@ -19,15 +23,35 @@ def teacher_scores(teachers: tuple[Path, ...], images: np.ndarray, temperature: 
     """Averaged class probabilities (n, 7) of flip-averaged teachers scoring the central `crop`×`crop` pixels
     (48: the whole face), softened by `temperature`."""
     from trainer.evaluate import predict_keras
+
+    total = sum(predict_keras(model, images) for model in _teacher_models(teachers, crop))
+    return soften(total / len(teachers), temperature)
+
+
+def online_targets(teachers: tuple[Path, ...], temperature: float, crop: int, weight: float) -> Callable:
+    """A graph function (images, targets) -> (1 - weight) × targets + weight × the teachers' softened scores on
+    those very images, for the tf.data pipeline after augmentation and mixing."""
+    import tensorflow as tf
+
+    if not 0.0 <= weight <= 1.0:
+        raise UserError(f"--teacher-weight: expected 0-1, got {weight}")
+    models = _teacher_models(teachers, crop)
+
+    def blend(images, targets):
+        scores = tf.add_n([model(images, training=False) for model in models]) / len(models)
+        soft = tf.nn.softmax(tf.math.log(tf.clip_by_value(scores, 1e-8, 1.0)) / temperature)
+        return (1.0 - weight) * targets + weight * tf.cast(soft, targets.dtype)
+
+    return blend
+
+
+def _teacher_models(teachers: tuple[Path, ...], crop: int) -> list:
     from trainer.models import load_float32, with_center_crop, with_flip_average
 
-    total = None
     for path in teachers:
         if not path.is_file() or path.suffix != ".keras":
             raise UserError(f"{path}: teacher not found (expected a .keras checkpoint)")
-        scores = predict_keras(with_flip_average(with_center_crop(load_float32(path), crop)), images)
-        total = scores if total is None else total + scores
-    return soften(total / len(teachers), temperature)
+    return [with_flip_average(with_center_crop(load_float32(path), crop)) for path in teachers]
 
 
 def soften(probabilities: np.ndarray, temperature: float) -> np.ndarray:

@@ -53,6 +53,7 @@ class FitOptions:
     teacher_weight: float = 0.5
     teacher_temperature: float = 2.0
     teacher_crop: int = 48  # teachers score the central N×N pixels and their mirror image (48: the whole face)
+    distill_mode: distill.Mode = "offline"  # teachers score the plain faces once, or every augmented batch
 
 
 def make_strategy(name: Strategy) -> tf.distribute.Strategy:
@@ -93,7 +94,11 @@ def fit(options: FitOptions, dataset: fer_data.Dataset | None = None) -> Path:
     train, val = dataset.split("Training"), dataset.split("PublicTest")
     if options.limit:
         train, val = train.take(options.limit, options.seed), val.take(options.limit, options.seed)
-    if options.teachers:
+    relabel = None
+    if options.teachers and options.distill_mode == "online":
+        relabel = distill.online_targets(options.teachers, options.teacher_temperature, options.teacher_crop,
+                                         options.teacher_weight)
+    elif options.teachers:
         scores = distill.teacher_scores(options.teachers, train.images, options.teacher_temperature,
                                         options.teacher_crop)
         train = distill.distilled(train, scores, options.teacher_weight)
@@ -102,7 +107,7 @@ def fit(options: FitOptions, dataset: fer_data.Dataset | None = None) -> Path:
     strategy = make_strategy(options.strategy)
     batch_size = options.batch_size * strategy.num_replicas_in_sync
     train_ds = fer_data.as_tf_dataset(train, batch_size, train=True, seed=options.seed, augment=options.augment,
-                                      mix=options.mix)
+                                      mix=options.mix, relabel=relabel)
     val_ds = fer_data.as_tf_dataset(val, batch_size, train=False)
     steps_per_epoch = len(train) // batch_size
     if steps_per_epoch < 1:

@@ -53,6 +53,25 @@ def test_distilled_targets_blend_labels_and_teacher(fer_small: Path) -> None:
         distill.distilled(split, uniform, 1.5)
 
 
+def test_online_targets_blend_the_teachers_scores_on_the_batch(tiny_run: Path, fer_small: Path) -> None:
+    split = load(fer_small).split("Training").take(32)
+    best = tiny_run / "best.keras"
+    blend = distill.online_targets((best, best), temperature=2.0, crop=44, weight=0.3)
+    online = blend(split.images[..., None].astype(np.float32), split.targets).numpy()
+    offline = distill.distilled(split, distill.teacher_scores((best,), split.images, 2.0, crop=44), 0.3).targets
+    np.testing.assert_allclose(online, offline, atol=1e-4)
+    with pytest.raises(UserError, match="--teacher-weight: expected 0-1"):
+        distill.online_targets((best,), temperature=2.0, crop=48, weight=-0.1)
+
+
+def test_online_distillation_trains_and_records_the_mode(tiny_run: Path, fer_small: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "online"
+    fit(FitOptions(data=fer_small, run_dir=run_dir, width=0.25, epochs=1, batch_size=32, augment="strong",
+                   mix="mixup", teachers=(tiny_run / "best.keras",), distill_mode="online"))
+    assert (run_dir / "best.keras").is_file()
+    assert json.loads((run_dir / "run.json").read_text())["distill_mode"] == "online"
+
+
 def test_missing_teacher_is_named(fer_small: Path, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="nope.keras: teacher not found"):
         fit(FitOptions(data=fer_small, run_dir=tmp_path / "r", width=0.25, epochs=1,

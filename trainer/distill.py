@@ -28,30 +28,32 @@ def teacher_scores(teachers: tuple[Path, ...], images: np.ndarray, temperature: 
     return soften(total / len(teachers), temperature)
 
 
-def online_targets(teachers: tuple[Path, ...], temperature: float, crop: int, weight: float) -> Callable:
+def online_targets(teachers: tuple[Path, ...], temperature: float, crop: int, weight: float,
+                   precision: str = "float32") -> Callable:
     """A graph function (images, targets) -> (1 - weight) × targets + weight × the teachers' softened scores on
-    those very images, for the tf.data pipeline after augmentation and mixing."""
+    those very images, for the tf.data pipeline after augmentation and mixing. The teachers compute in
+    `precision`, the student's (mixed_bfloat16 halves their cost on CPUs with AMX)."""
     import tensorflow as tf
 
     if not 0.0 <= weight <= 1.0:
         raise UserError(f"--teacher-weight: expected 0-1, got {weight}")
-    models = _teacher_models(teachers, crop)
+    models = _teacher_models(teachers, crop, precision)
 
     def blend(images, targets):
-        scores = tf.add_n([model(images, training=False) for model in models]) / len(models)
+        scores = tf.add_n([tf.cast(model(images, training=False), tf.float32) for model in models]) / len(models)
         soft = tf.nn.softmax(tf.math.log(tf.clip_by_value(scores, 1e-8, 1.0)) / temperature)
-        return (1.0 - weight) * targets + weight * tf.cast(soft, targets.dtype)
+        return (1.0 - weight) * targets + weight * soft
 
     return blend
 
 
-def _teacher_models(teachers: tuple[Path, ...], crop: int) -> list:
-    from trainer.models import load_float32, with_center_crop, with_flip_average
+def _teacher_models(teachers: tuple[Path, ...], crop: int, precision: str = "float32") -> list:
+    from trainer.models import load_computing_in, with_center_crop, with_flip_average
 
     for path in teachers:
         if not path.is_file() or path.suffix != ".keras":
             raise UserError(f"{path}: teacher not found (expected a .keras checkpoint)")
-    return [with_flip_average(with_center_crop(load_float32(path), crop)) for path in teachers]
+    return [with_flip_average(with_center_crop(load_computing_in(path, precision), crop)) for path in teachers]
 
 
 def soften(probabilities: np.ndarray, temperature: float) -> np.ndarray:

@@ -97,7 +97,7 @@ def fit(options: FitOptions, dataset: fer_data.Dataset | None = None) -> Path:
     relabel = None
     if options.teachers and options.distill_mode == "online":
         relabel = distill.online_targets(options.teachers, options.teacher_temperature, options.teacher_crop,
-                                         options.teacher_weight)
+                                         options.teacher_weight, options.precision)
     elif options.teachers:
         scores = distill.teacher_scores(options.teachers, train.images, options.teacher_temperature,
                                         options.teacher_crop)

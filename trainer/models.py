@@ -125,19 +125,25 @@ def with_center_crop(model: keras.Model, crop: int) -> keras.Model:
 
 def load_float32(path) -> keras.Model:
     """Load a checkpoint with every layer computing in float32, whatever precision it was trained in."""
+    return load_computing_in(path, "float32")
+
+
+def load_computing_in(path, policy: str) -> keras.Model:
+    """Load a checkpoint with every layer computing in `policy` (float32, mixed_bfloat16, ...); weights unchanged."""
     trained = keras.models.load_model(path)
-    config = _float32_config(trained.get_config())
-    model = trained.__class__.from_config(config)
+    model = trained.__class__.from_config(_policy_config(trained.get_config(), policy))
     model.set_weights(trained.get_weights())
     return model
 
 
-def _float32_config(node):
+def _policy_config(node, policy: str):
     if isinstance(node, dict):
-        return {key: "float32" if key == "dtype" and _is_policy(value) else _float32_config(value)
+        if node.get("class_name") == "InputLayer":
+            policy = "float32"  # inputs take a plain dtype, not a mixed policy
+        return {key: policy if key == "dtype" and _is_policy(value) else _policy_config(value, policy)
                 for key, value in node.items()}
     if isinstance(node, list):
-        return [_float32_config(value) for value in node]
+        return [_policy_config(value, policy) for value in node]
     return node
 
 

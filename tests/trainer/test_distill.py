@@ -64,6 +64,20 @@ def test_online_targets_blend_the_teachers_scores_on_the_batch(tiny_run: Path, f
         distill.online_targets((best,), temperature=2.0, crop=48, weight=-0.1)
 
 
+def test_online_teachers_compute_in_the_students_precision(tiny_run: Path, fer_small: Path) -> None:
+    """bfloat16 teachers (half the cost on CPUs with AMX) give targets within bfloat16 rounding of float32 ones."""
+    from trainer.models import load_computing_in
+
+    split = load(fer_small).split("Training").take(32)
+    best = tiny_run / "best.keras"
+    assert load_computing_in(best, "mixed_bfloat16").get_layer("stage0_conv0").compute_dtype == "bfloat16"
+    images = split.images[..., None].astype(np.float32)
+    full = distill.online_targets((best,), 2.0, 48, 1.0)(images, split.targets).numpy()
+    half = distill.online_targets((best,), 2.0, 48, 1.0, "mixed_bfloat16")(images, split.targets).numpy()
+    assert half.dtype == np.float32
+    np.testing.assert_allclose(half, full, atol=0.03)
+
+
 def test_online_distillation_trains_and_records_the_mode(tiny_run: Path, fer_small: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "online"
     fit(FitOptions(data=fer_small, run_dir=run_dir, width=0.25, epochs=1, batch_size=32, augment="strong",

@@ -128,6 +128,10 @@ def evaluate(
     split: Annotated[str, typer.Option(help="Training, PublicTest or PrivateTest")] = "PublicTest",
     labels: Labels = "fer2013",
     out_dir: Annotated[Path | None, typer.Option(help="folder for report and PNG; default: beside MODEL")] = None,
+    flip_average: Annotated[bool, typer.Option(help=".keras: also score the mirror image and average, "
+                                                    "as quantize --flip-average")] = False,
+    center_crop: Annotated[int, typer.Option(help=".keras: score the central N×N pixels, "
+                                                  "as quantize --center-crop")] = 48,
 ) -> None:
     """Accuracy, macro-F1, per-class precision/recall/F1, confusion matrix (PNG) and a JSON report."""
     from rich.console import Console
@@ -137,14 +141,18 @@ def evaluate(
 
     if split not in fer_data.SPLITS:
         fail(f"--split: expected one of {', '.join(fer_data.SPLITS)}, got {split!r}")
+    if not 24 <= center_crop <= 48:
+        fail(f"--center-crop: expected 24-48, got {center_crop}")
     try:
         faces = fer_data.load(default_data(data), labels).split(split)
-        report = score(str(model), split, faces.labels, predict(model, faces.images).argmax(axis=1))
+        scores = predict(model, faces.images, flip_average=flip_average, center_crop=center_crop)
+        report = score(str(model), split, faces.labels, scores.argmax(axis=1))
     except UserError as exc:
         fail(str(exc))
     out_dir = out_dir or model.parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{model.stem}_{split}"
+    views = (f"_crop{center_crop}" if center_crop != 48 else "") + ("_flip" if flip_average else "")
+    stem = f"{model.stem}{views}_{split}"
     (out_dir / f"{stem}.json").write_text(report.to_json())
     confusion_png(report, out_dir / f"{stem}_confusion.png")
 

@@ -50,6 +50,38 @@ def test_evaluate_tflite_matches_independent_computation(int8_model: Path, fer_s
     assert set(report["per_class"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
 
 
+def test_evaluate_scores_a_checkpoint_with_the_export_views(tiny_run: Path, fer_small: Path, tmp_path: Path) -> None:
+    """`--flip-average --center-crop 44` on a .keras checkpoint: the float figure of what `quantize` would export,
+    for choosing views on PublicTest without scoring PrivateTest."""
+    from trainer.evaluate import predict_keras
+    from trainer.models import load_float32, with_center_crop, with_flip_average
+
+    best = tiny_run / "best.keras"
+    result = subprocess.run(
+        [sys.executable, "-m", "trainer", "evaluate", str(best), "--data", str(fer_small), "--flip-average",
+         "--center-crop", "44", "--out-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "best_crop44_flip_PublicTest.json").read_text())
+    faces = load(fer_small).split("PublicTest")
+    views = with_flip_average(with_center_crop(load_float32(best), 44))
+    expected = score("views", "PublicTest", faces.labels, predict_keras(views, faces.images).argmax(axis=1))
+    assert report["confusion"] == expected.confusion
+    plain = score("plain", "PublicTest", faces.labels, predict_keras(load_float32(best), faces.images).argmax(axis=1))
+    assert plain.confusion != expected.confusion
+
+
+def test_views_of_an_exported_model_are_refused(int8_model: Path, fer_small: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "trainer", "evaluate", str(int8_model), "--data", str(fer_small), "--flip-average"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 2
+    assert f"fer-trainer: {int8_model}: --flip-average and --center-crop apply to .keras" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_score_per_class_figures() -> None:
     truth = np.array([0, 0, 1, 1, 2])
     predicted = np.array([0, 1, 1, 1, 0])

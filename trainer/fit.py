@@ -88,7 +88,8 @@ def fit(options: FitOptions, dataset: fer_data.Dataset | None = None) -> Path:
     if options.resume and not backup_dir.exists():
         raise UserError(f"{run_dir}: nothing to resume (no backup/ from an earlier run)")
     run_dir.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(options.seed)
+    seed = stream_seed(options)
+    keras.utils.set_random_seed(seed)
 
     dataset = dataset or fer_data.load(options.data, options.labels)
     train, val = dataset.split("Training"), dataset.split("PublicTest")
@@ -106,7 +107,7 @@ def fit(options: FitOptions, dataset: fer_data.Dataset | None = None) -> Path:
 
     strategy = make_strategy(options.strategy)
     batch_size = options.batch_size * strategy.num_replicas_in_sync
-    train_ds = fer_data.as_tf_dataset(train, batch_size, train=True, seed=options.seed, augment=options.augment,
+    train_ds = fer_data.as_tf_dataset(train, batch_size, train=True, seed=seed, augment=options.augment,
                                       mix=options.mix, relabel=relabel)
     val_ds = fer_data.as_tf_dataset(val, batch_size, train=False)
     steps_per_epoch = len(train) // batch_size
@@ -139,6 +140,13 @@ def fit(options: FitOptions, dataset: fer_data.Dataset | None = None) -> Path:
     ]
     model.fit(train_ds, validation_data=val_ds, epochs=options.epochs, callbacks=callbacks, verbose=0)
     return best_path
+
+
+def stream_seed(options: FitOptions) -> int:
+    """The seed of shuffling and augmentation. A resumed run adds the epochs already done, so that it draws new
+    batches instead of replaying those of the run's first epochs."""
+    done = len(_history(options.run_dir / "history.csv")) if options.resume else 0
+    return options.seed + done
 
 
 def load_weights(model: keras.Model, checkpoint: Path) -> None:
@@ -174,11 +182,15 @@ def dtype_policy(name: Precision) -> Iterator[None]:
         keras.mixed_precision.set_global_policy(previous)
 
 
-def _best_so_far(history_path: Path) -> float | None:
+def _history(history_path: Path) -> list[dict[str, str]]:
     if not history_path.exists():
-        return None
+        return []
     with open(history_path) as handle:
-        scores = [float(row["val_accuracy"]) for row in csv.DictReader(handle) if row.get("val_accuracy")]
+        return list(csv.DictReader(handle))
+
+
+def _best_so_far(history_path: Path) -> float | None:
+    scores = [float(row["val_accuracy"]) for row in _history(history_path) if row.get("val_accuracy")]
     return max(scores) if scores else None
 
 

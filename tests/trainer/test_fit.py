@@ -7,10 +7,12 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edge.errors import UserError
-from trainer.fit import FitOptions, fit
+from trainer import data as fer_data
+from trainer.fit import FitOptions, fit, stream_seed
 
 
 def test_one_epoch_writes_artifacts(fer_small: Path, tmp_path: Path) -> None:
@@ -34,6 +36,20 @@ def test_resume_continues_from_backup(tiny_run: Path, fer_small: Path, tmp_path:
     with open(run_dir / "history.csv") as handle:
         epochs = [int(row["epoch"]) for row in csv.DictReader(handle)]
     assert epochs == list(range(done + 1)), "the resumed run should add exactly one epoch"
+
+
+def test_resumed_run_draws_new_batches(tiny_run: Path, fer_small: Path) -> None:
+    options = FitOptions(data=fer_small, run_dir=tiny_run, seed=1)
+    train = fer_data.load(fer_small).split("Training")
+
+    def first_batch(seed: int) -> np.ndarray:
+        images, _ = next(iter(fer_data.as_tf_dataset(train, 64, train=True, seed=seed, augment="none")))
+        return images.numpy()
+
+    fresh, resumed = stream_seed(options), stream_seed(replace(options, resume=True))
+    assert np.array_equal(first_batch(fresh), first_batch(fresh))
+    assert not np.array_equal(first_batch(fresh), first_batch(resumed)), \
+        "a resumed run replays the batches of the run's first epochs"
 
 
 def test_resume_without_backup_is_refused(fer_small: Path, tmp_path: Path) -> None:

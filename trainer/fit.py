@@ -149,6 +149,20 @@ def stream_seed(options: FitOptions) -> int:
     return options.seed + done
 
 
+def last_from_backup(run_dir: Path) -> Path:
+    """Rebuild `last.keras` (float32, no optimizer state) from `backup/`, for a run of which only `run.json`,
+    `history.csv` and `backup/` were kept: the state after its last finished epoch."""
+    weights = run_dir / "backup" / "latest.weights.h5"
+    if not weights.is_file():
+        raise UserError(f"{weights}: not found (expected the backup of a run written by fit)")
+    run = json.loads((run_dir / "run.json").read_text())
+    model = build(run["arch"], ModelOptions(width=run["width"], input_size=run["input_size"],
+                                            stage_convs=tuple(run["stage_convs"])))
+    model.load_weights(weights)
+    model.save(run_dir / "last.keras")
+    return run_dir / "last.keras"
+
+
 def load_weights(model: keras.Model, checkpoint: Path) -> None:
     """Start from an earlier checkpoint of the same architecture (fine-tuning, a new schedule)."""
     from trainer.models import load_float32

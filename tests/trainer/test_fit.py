@@ -12,7 +12,7 @@ import pytest
 
 from edge.errors import UserError
 from trainer import data as fer_data
-from trainer.fit import FitOptions, fit, stream_seed
+from trainer.fit import FitOptions, fit, last_from_backup, stream_seed
 
 
 def test_one_epoch_writes_artifacts(fer_small: Path, tmp_path: Path) -> None:
@@ -50,6 +50,25 @@ def test_resumed_run_draws_new_batches(tiny_run: Path, fer_small: Path) -> None:
     assert np.array_equal(first_batch(fresh), first_batch(fresh))
     assert not np.array_equal(first_batch(fresh), first_batch(resumed)), \
         "a resumed run replays the batches of the run's first epochs"
+
+
+def test_last_checkpoint_rebuilt_from_backup(tiny_run: Path, fer_small: Path, tmp_path: Path) -> None:
+    import keras
+
+    run_dir = tmp_path / "kept"
+    run_dir.mkdir()
+    for name in ("run.json", "history.csv"):
+        shutil.copy(tiny_run / name, run_dir / name)
+    shutil.copytree(tiny_run / "backup", run_dir / "backup")
+    faces = fer_data.load(fer_small).split("PublicTest").images[:64, ..., None].astype(np.float32)
+    rebuilt = keras.models.load_model(last_from_backup(run_dir)).predict(faces, verbose=0)
+    original = keras.models.load_model(tiny_run / "last.keras").predict(faces, verbose=0)
+    np.testing.assert_array_equal(rebuilt, original)
+
+
+def test_rebuild_without_backup_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="latest.weights.h5: not found"):
+        last_from_backup(tmp_path)
 
 
 def test_resume_without_backup_is_refused(fer_small: Path, tmp_path: Path) -> None:

@@ -41,11 +41,11 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--crops", default="45,46,47,48", help="comma-separated central crops, 24-48 px")
     args = parser.parse_args()
+    crops = [int(crop) for crop in args.crops.split(",") if crop.strip().isdigit()]
+    if len(crops) != len(args.crops.split(",")) or not all(24 <= crop <= 48 for crop in crops):
+        sys.exit(f"sweep_views: --crops: expected comma-separated pixel counts 24-48, got {args.crops!r}")
     try:
-        crops = [int(crop) for crop in args.crops.split(",")]
         print("\n".join(sweep(args.checkpoints, args.data, crops)))
-    except ValueError as error:
-        sys.exit(f"sweep_views: --crops: expected comma-separated pixel counts 24-48, got {args.crops!r} ({error})")
     except UserError as error:
         sys.exit(f"sweep_views: {error}")
 

@@ -19,7 +19,8 @@ app = typer.Typer(help="Train, evaluate and quantize FER-2013 emotion models.", 
 
 DATA_HELP = "FER-2013 CSV (plain or .gz) or image-folder root (train/<class>/...); default $FER_DATA or ./fer2013.csv"
 Data = Annotated[Path | None, typer.Option("--data", help=DATA_HELP)]
-Labels = Annotated[str, typer.Option(help="fer2013, ferplus (majority vote) or ferplus-soft (vote shares)")]
+Labels = Annotated[str, typer.Option(help="fer2013, ferplus (majority vote), ferplus-soft (vote shares) or "
+                                          "fer2013+ferplus (Training targets: half label, half vote shares)")]
 
 
 @app.callback()

@@ -20,7 +20,7 @@ from edge.errors import UserError
 from edge.manifest import FER2013_LABELS
 
 SPLITS = ("Training", "PublicTest", "PrivateTest")
-LabelMode = Literal["fer2013", "ferplus", "ferplus-soft"]
+LabelMode = Literal["fer2013", "ferplus", "ferplus-soft", "fer2013+ferplus"]
 IMAGE_SIZE = 48
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
 # FER+ vote columns, in the file's order, mapped to FER-2013 label ids (None: no FER-2013 class).
@@ -64,7 +64,8 @@ class Dataset:
 
 
 def load(path: Path, labels: LabelMode = "fer2013", ferplus: Path | None = None) -> Dataset:
-    """Load a FER-2013 CSV(.gz) or an image-folder root."""
+    """Load a FER-2013 CSV(.gz) or an image-folder root. FER+ label modes read `ferplus_labels.csv` beside the
+    CSV; fer2013+ferplus blends the votes into the Training targets only, so the tests keep FER-2013 labels."""
     if not path.exists():
         raise UserError(f"{path}: not found (expected fer2013.csv, fer2013.csv.gz or an image folder)")
     if path.is_dir():
@@ -72,8 +73,12 @@ def load(path: Path, labels: LabelMode = "fer2013", ferplus: Path | None = None)
             raise UserError(f"{path}: --labels {labels} needs the FER-2013 CSV, not an image folder")
         return _load_folder(path)
     images, targets, usage = _read_csv(path.resolve(), path.stat().st_mtime_ns)
-    if labels != "fer2013":
-        ferplus = ferplus or path.with_name("ferplus_labels.csv")
+    ferplus = ferplus or path.with_name("ferplus_labels.csv")
+    if labels == "fer2013+ferplus":
+        shares, voted = _read_ferplus(ferplus, len(images), soft=True)
+        blend = ((usage == "Training") & voted)[:, None]
+        targets = np.where(blend, 0.5 * targets + 0.5 * shares, targets)
+    elif labels != "fer2013":
         targets, keep = _read_ferplus(ferplus, len(images), soft=labels == "ferplus-soft")
         images, targets, usage = images[keep], targets[keep], usage[keep]
     splits = {name: Split(images[usage == name], targets[usage == name]) for name in SPLITS}
@@ -131,7 +136,7 @@ def _parse_row(path: Path, row_number: int, row: list[str]) -> tuple[np.ndarray,
 def _read_ferplus(path: Path, rows: int, soft: bool) -> tuple[np.ndarray, np.ndarray]:
     """FER+ votes → (targets, keep mask). Not-a-face rows and rows with no vote for a FER-2013 class are left out."""
     if not path.is_file():
-        raise UserError(f"{path}: FER+ votes not found (pass --ferplus PATH)")
+        raise UserError(f"{path}: FER+ votes not found (expected ferplus_labels.csv beside the FER-2013 CSV)")
     with open(path, newline="") as handle:
         table = list(csv.reader(handle))
     body = table[1:] if table and not table[0][-1].strip().isdigit() else table

@@ -68,6 +68,24 @@ def test_ferplus_soft_labels_drop_non_faces(tmp_path: Path) -> None:
     np.testing.assert_array_equal(majority.split("Training").labels, soft.split("Training").labels)
 
 
+def test_blended_labels_soften_training_only(tmp_path: Path) -> None:
+    rows = 400
+    csv_path, votes_path = tmp_path / "fer.csv", tmp_path / "ferplus_labels.csv"
+    with gzip.open(shared_path("data", "fer2013.csv.gz"), "rt") as source:
+        lines = [source.readline() for _ in range(rows + 1)]  # all Training: make the last 100 PublicTest
+    csv_path.write_text("".join(lines[:301] + [line.replace(",Training", ",PublicTest") for line in lines[301:]]))
+    with open(shared_path("data", "ferplus_labels.csv")) as source:
+        votes_path.write_text("".join(source.readline() for _ in range(rows + 1)))
+    plain, blended = data.load(csv_path), data.load(csv_path, labels="fer2013+ferplus")
+    for name in data.SPLITS:
+        assert len(blended.splits[name]) == len(plain.splits[name])
+    train, labels = blended.split("Training").targets, plain.split("Training").targets
+    np.testing.assert_allclose(train.sum(axis=1), 1.0, rtol=1e-5)
+    assert (train[labels == 1] >= 0.5).all(), "the FER-2013 label keeps at least half the target"
+    assert (train.max(axis=1) < 1).any() and (train.max(axis=1) < 1).mean() < 1
+    np.testing.assert_array_equal(blended.split("PublicTest").targets, plain.split("PublicTest").targets)
+
+
 def _csv(tmp_path: Path, body: str) -> Path:
     path = tmp_path / "bad.csv"
     path.write_text("emotion,pixels,Usage\n" + body)

@@ -49,14 +49,23 @@ def test_image_folders_with_mixed_case_classes(fer_small: Path, tmp_path: Path) 
     assert len(loaded.split("PublicTest")) == 40  # test/ doubles as validation in the tutorials' layout
 
 
-def test_ferplus_soft_labels_drop_non_faces(tmp_path: Path) -> None:
-    rows = 400
+def _with_votes(tmp_path: Path, rows: int, public_test: int = 0) -> tuple[Path, list[str]]:
+    """The first `rows` FER-2013 rows (all Training; the last `public_test` relabelled PublicTest) and their
+    FER+ votes beside them; returns the CSV and the votes file's lines."""
     csv_path, votes_path = tmp_path / "fer.csv", tmp_path / "ferplus_labels.csv"
     with gzip.open(shared_path("data", "fer2013.csv.gz"), "rt") as source:
-        csv_path.write_text("".join(source.readline() for _ in range(rows + 1)))
-    with open(shared_path("data", "ferplus_labels.csv")) as source:
         lines = [source.readline() for _ in range(rows + 1)]
-    votes_path.write_text("".join(lines))
+    split = rows + 1 - public_test
+    csv_path.write_text("".join(lines[:split] + [line.replace(",Training", ",PublicTest") for line in lines[split:]]))
+    with open(shared_path("data", "ferplus_labels.csv")) as source:
+        votes = [source.readline() for _ in range(rows + 1)]
+    votes_path.write_text("".join(votes))
+    return csv_path, votes
+
+
+def test_ferplus_soft_labels_drop_non_faces(tmp_path: Path) -> None:
+    rows = 400
+    csv_path, lines = _with_votes(tmp_path, rows)
     non_faces = sum(1 for line in lines[1:] if line.split(",")[1] == "")
     soft = data.load(csv_path, labels="ferplus-soft")
     majority = data.load(csv_path, labels="ferplus")
@@ -69,13 +78,7 @@ def test_ferplus_soft_labels_drop_non_faces(tmp_path: Path) -> None:
 
 
 def test_blended_labels_soften_training_only(tmp_path: Path) -> None:
-    rows = 400
-    csv_path, votes_path = tmp_path / "fer.csv", tmp_path / "ferplus_labels.csv"
-    with gzip.open(shared_path("data", "fer2013.csv.gz"), "rt") as source:
-        lines = [source.readline() for _ in range(rows + 1)]  # all Training: make the last 100 PublicTest
-    csv_path.write_text("".join(lines[:301] + [line.replace(",Training", ",PublicTest") for line in lines[301:]]))
-    with open(shared_path("data", "ferplus_labels.csv")) as source:
-        votes_path.write_text("".join(source.readline() for _ in range(rows + 1)))
+    csv_path, _ = _with_votes(tmp_path, rows=400, public_test=100)
     plain, blended = data.load(csv_path), data.load(csv_path, labels="fer2013+ferplus")
     for name in data.SPLITS:
         assert len(blended.splits[name]) == len(plain.splits[name])

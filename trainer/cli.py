@@ -81,6 +81,8 @@ def fit(
     distill_mode: Annotated[str, typer.Option("--distill", help="offline: teachers score the plain faces once; "
                                               "online: every augmented batch as the student sees it "
                                               "(slower epochs)")] = "offline",
+    average_from: Annotated[int, typer.Option(help="from epoch N on, also keep the mean of every epoch's "
+                                                   "weights in <run-dir>/averaged.keras (0: off)")] = 0,
 ) -> None:
     """Train on Training, keep the best checkpoint by PublicTest accuracy."""
     choices = {"labels": (labels, get_args(fer_data.LabelMode)),
@@ -96,7 +98,7 @@ def fit(
     for name, value, low, high in (("epochs", epochs, 1, 10_000), ("batch-size", batch_size, 1, 65_536),
                                    ("lr", learning_rate, 1e-7, 10.0), ("teacher-weight", teacher_weight, 0.0, 1.0),
                                    ("teacher-temperature", teacher_temperature, 0.1, 100.0),
-                                   ("teacher-crop", teacher_crop, 24, 48)):
+                                   ("teacher-crop", teacher_crop, 24, 48), ("average-from", average_from, 0, epochs)):
         if not low <= value <= high:
             fail(f"--{name}: expected {low}-{high}, got {value}")
     stages = stage_counts(stage_convs)
@@ -114,7 +116,7 @@ def fit(
             stage_convs=stages,
             strategy=strategy, precision=precision, seed=seed, limit=limit, resume=resume, init_from=init_from,
             teachers=tuple(teacher or ()), teacher_weight=teacher_weight, teacher_temperature=teacher_temperature,
-            teacher_crop=teacher_crop, distill_mode=distill_mode,
+            teacher_crop=teacher_crop, distill_mode=distill_mode, average_from=average_from,
         )
         best = run_fit(options, dataset)
     except (UserError, ValueError) as exc:

@@ -54,6 +54,7 @@ class FitOptions:
     teacher_temperature: float = 2.0
     teacher_crop: int = 48  # teachers score the central N×N pixels and their mirror image (48: the whole face)
     distill_mode: distill.Mode = "offline"  # teachers score the plain faces once, or every augmented batch
+    average_from: int = 0  # from this epoch on, keep the mean of the epochs' weights in averaged.keras (0: off)
 
 
 def make_strategy(name: Strategy) -> tf.distribute.Strategy:
@@ -134,6 +135,7 @@ def fit(options: FitOptions, dataset: fer_data.Dataset | None = None) -> Path:
             initial_value_threshold=_best_so_far(history_path),
         ),
         keras.callbacks.ModelCheckpoint(str(run_dir / "last.keras")),
+        *([WeightAverage(options.average_from, run_dir / "averaged.keras", val_ds)] if options.average_from else []),
         keras.callbacks.CSVLogger(str(history_path), append=options.resume),
         CurvesCallback(history_path, run_dir / "curves.png"),
         RichProgress(options.epochs, steps_per_epoch),
@@ -206,6 +208,41 @@ def _history(history_path: Path) -> list[dict[str, str]]:
 def _best_so_far(history_path: Path) -> float | None:
     scores = [float(row["val_accuracy"]) for row in _history(history_path) if row.get("val_accuracy")]
     return max(scores) if scores else None
+
+
+class WeightAverage(keras.callbacks.Callback):
+    """Stochastic weight averaging: from epoch `start` (1-based) on, the mean of the weights after each epoch,
+    BatchNorm statistics included, saved to `path` and scored on PublicTest as `averaged_val_accuracy`. A resumed
+    run reloads the mean from `path`."""
+
+    def __init__(self, start: int, path: Path, val_ds: tf.data.Dataset) -> None:
+        super().__init__()
+        self.start, self.path, self.val_ds = start, path, val_ds
+        self.mean: list[np.ndarray] | None = None
+        self.count = 0
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        done = len(_history(self.path.parent / "history.csv"))
+        if self.path.exists() and done >= self.start:
+            current = self.model.get_weights()
+            self.model.load_weights(self.path)
+            self.mean, self.count = self.model.get_weights(), done - self.start + 1
+            self.model.set_weights(current)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs if logs is not None else {}
+        logs["averaged_val_accuracy"] = math.nan
+        if epoch + 1 < self.start:
+            return
+        current = self.model.get_weights()
+        self.count += 1
+        self.mean = current if self.mean is None else [
+            mean + (weight - mean) / self.count if np.issubdtype(weight.dtype, np.floating) else weight
+            for mean, weight in zip(self.mean, current, strict=True)]
+        self.model.set_weights(self.mean)
+        self.model.save(self.path)
+        logs["averaged_val_accuracy"] = self.model.evaluate(self.val_ds, verbose=0, return_dict=True)["accuracy"]
+        self.model.set_weights(current)
 
 
 class RichProgress(keras.callbacks.Callback):

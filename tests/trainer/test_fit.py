@@ -38,6 +38,25 @@ def test_resume_continues_from_backup(tiny_run: Path, fer_small: Path, tmp_path:
     assert epochs == list(range(done + 1)), "the resumed run should add exactly one epoch"
 
 
+def test_averaged_weights_are_the_mean_of_the_epochs_across_a_resume(fer_small: Path, tmp_path: Path) -> None:
+    import keras
+
+    run_dir = tmp_path / "swa"
+    options = FitOptions(data=fer_small, run_dir=run_dir, arch="cnn", width=0.25, epochs=1, batch_size=64,
+                         average_from=1)
+    fit(options)
+    first = keras.models.load_model(run_dir / "last.keras").get_weights()
+    fit(replace(options, epochs=2, resume=True))
+    second = keras.models.load_model(run_dir / "last.keras").get_weights()
+    averaged = keras.models.load_model(run_dir / "averaged.keras").get_weights()
+    assert not np.allclose(first[0], second[0]), "the second epoch should move the weights"
+    for mean, a, b in zip(averaged, first, second, strict=True):
+        np.testing.assert_allclose(mean, (a + b) / 2, rtol=1e-5, atol=1e-6)
+    with open(run_dir / "history.csv") as handle:
+        scores = [float(row["averaged_val_accuracy"]) for row in csv.DictReader(handle)]
+    assert len(scores) == 2 and all(0.0 <= score <= 1.0 for score in scores)
+
+
 def test_resumed_run_draws_new_batches(tiny_run: Path, fer_small: Path) -> None:
     options = FitOptions(data=fer_small, run_dir=tiny_run, seed=1)
     train = fer_data.load(fer_small).split("Training")

@@ -49,6 +49,7 @@ def _bad_folder(tmp_path: Path) -> Path:
         (lambda tmp: ["fit", "--teacher-weight", "1.5"], "--teacher-weight: expected 0.0-1.0, got 1.5"),
         (lambda tmp: ["fit", "--teacher-crop", "50"], "--teacher-crop: expected 24-48, got 50"),
         (lambda tmp: ["fit", "--distill", "later"], "--distill: expected one of offline, online, got 'later'"),
+        (lambda tmp: ["fit", "--epochs", "3", "--average-from", "5"], "--average-from: expected 0-3, got 5"),
         (lambda tmp: ["evaluate", str(tmp / "nope.tflite"), "--data", str(_bad_csv(tmp))], "row 3"),
         (lambda tmp: ["quantize", "--run-dir", str(tmp)], "best.keras: not found; expected a checkpoint and run.json"),
         (lambda tmp: ["quantize", "--run-dir", str(tmp), "--checkpoint", str(tmp / "e9.keras")], "e9.keras: not found"),
@@ -57,7 +58,7 @@ def _bad_folder(tmp_path: Path) -> Path:
          "--center-crop: expected 24-48, got 12"),
     ],
     ids=["missing-data", "pixel-count", "class-folder", "arch", "epochs", "stage-count", "stage-text", "mix",
-         "teacher-weight", "teacher-crop", "distill",
+         "teacher-weight", "teacher-crop", "distill", "average-from",
          "evaluate-bad-csv", "quantize-empty", "quantize-checkpoint", "split", "evaluate-crop"],
 )
 def test_user_mistakes_exit_2_with_one_line(tmp_path: Path, args, expected: str) -> None:

@@ -1,12 +1,13 @@
 """Choose an export's view on PublicTest (never PrivateTest): float accuracy of each .keras checkpoint at each
-central crop, with its mirror averaged, and of all the checkpoints' scores averaged, as a Markdown table.
+central crop and blur, with its mirror averaged, and of all the checkpoints' scores averaged, as a Markdown table.
 
-    python scripts/sweep_views.py --data fer2013.csv.gz --crops 45,46,47,48 runs/x/best.keras runs/x/last.keras
+    python scripts/sweep_views.py --data fer2013.csv.gz --crops 47,48 --blurs 0,0.5 runs/x/best.keras runs/x/last.keras
 """
 
 import argparse
 import os
 import sys
+from itertools import product
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -17,22 +18,33 @@ from edge.errors import UserError  # noqa: E402
 from trainer import data as fer_data  # noqa: E402
 from trainer.evaluate import predict  # noqa: E402
 
+View = tuple[int, float]  # central crop in pixels, then Gaussian blur in pixels
 
-def sweep(checkpoints: list[Path], data: Path, crops: list[int]) -> list[str]:
+
+def sweep(checkpoints: list[Path], data: Path, views: list[View]) -> list[str]:
     faces = fer_data.load(data).split("PublicTest")
-    rows = [f"| checkpoint | {' | '.join(map(str, crops))} |", "|---" * (len(crops) + 1) + "|"]
-    scores = {(path, crop): predict(path, faces.images, flip_average=True, center_crop=crop)
-              for path in checkpoints for crop in crops}
+    names = [f"{crop}" + (f" blur {blur:g}" if blur else "") for crop, blur in views]
+    rows = [f"| checkpoint | {' | '.join(names)} |", "|---" * (len(views) + 1) + "|"]
+    scores = {(path, view): predict(path, faces.images, flip_average=True, center_crop=view[0], blur=view[1])
+              for path in checkpoints for view in views}
 
     def accuracy(result: np.ndarray) -> str:
         return f"{100 * np.mean(result.argmax(axis=1) == faces.labels):.2f}"
 
     for path in checkpoints:
-        rows.append(f"| {path} | {' | '.join(accuracy(scores[path, crop]) for crop in crops)} |")
+        rows.append(f"| {path} | {' | '.join(accuracy(scores[path, view]) for view in views)} |")
     if len(checkpoints) > 1:
-        averaged = [accuracy(np.mean([scores[path, crop] for path in checkpoints], axis=0)) for crop in crops]
+        averaged = [accuracy(np.mean([scores[path, view] for path in checkpoints], axis=0)) for view in views]
         rows.append(f"| all averaged | {' | '.join(averaged)} |")
     return rows
+
+
+def numbers(text: str, kind: type, low: float, high: float) -> list | None:
+    try:
+        values = [kind(value) for value in text.split(",")]
+    except ValueError:
+        return None
+    return values if all(low <= value <= high for value in values) else None
 
 
 def main() -> None:
@@ -40,14 +52,17 @@ def main() -> None:
     parser.add_argument("checkpoints", nargs="+", type=Path)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--crops", default="45,46,47,48", help="comma-separated central crops, 24-48 px")
+    parser.add_argument("--blurs", default="0", help="comma-separated Gaussian blurs, 0-2 px (0: none)")
     args = parser.parse_args()
-    crops = [int(crop) for crop in args.crops.split(",") if crop.strip().isdigit()]
-    if len(crops) != len(args.crops.split(",")) or not all(24 <= crop <= 48 for crop in crops):
+    crops, blurs = numbers(args.crops, int, 24, 48), numbers(args.blurs, float, 0, 2)
+    if crops is None:
         sys.exit(f"sweep_views: --crops: expected comma-separated pixel counts 24-48, got {args.crops!r}")
+    if blurs is None:
+        sys.exit(f"sweep_views: --blurs: expected comma-separated pixels 0-2, got {args.blurs!r}")
     try:
-        print("\n".join(sweep(args.checkpoints, args.data, crops)))
-    except UserError as error:
-        sys.exit(f"sweep_views: {error}")
+        print("\n".join(sweep(args.checkpoints, args.data, list(product(crops, blurs)))))
+    except UserError as exc:
+        sys.exit(f"sweep_views: {exc}")
 
 
 if __name__ == "__main__":

@@ -135,6 +135,8 @@ def evaluate(
                                                     "as quantize --flip-average")] = False,
     center_crop: Annotated[int, typer.Option(help=".keras: score the central N×N pixels, "
                                                   "as quantize --center-crop")] = 48,
+    blur: Annotated[float, typer.Option(help=".keras: then soften the view by a Gaussian of S pixels, "
+                                             "as quantize --blur")] = 0.0,
 ) -> None:
     """Accuracy, macro-F1, per-class precision/recall/F1, confusion matrix (PNG) and a JSON report."""
     from rich.console import Console
@@ -146,15 +148,19 @@ def evaluate(
         fail(f"--split: expected one of {', '.join(fer_data.SPLITS)}, got {split!r}")
     if not 24 <= center_crop <= 48:
         fail(f"--center-crop: expected 24-48, got {center_crop}")
+    if not 0 <= blur <= 2:
+        fail(f"--blur: expected 0-2 pixels, got {blur:g}")
     try:
         faces = fer_data.load(default_data(data), labels).split(split)
-        scores = predict(model, faces.images, flip_average=flip_average, center_crop=center_crop)
+        scores = predict(model, faces.images, flip_average=flip_average, center_crop=center_crop,
+                         blur=blur)
         report = score(str(model), split, faces.labels, scores.argmax(axis=1))
     except UserError as exc:
         fail(str(exc))
     out_dir = out_dir or model.parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    views = (f"_crop{center_crop}" if center_crop != 48 else "") + ("_flip" if flip_average else "")
+    views = ((f"_crop{center_crop}" if center_crop != 48 else "") + (f"_blur{blur:g}" if blur else "")
+             + ("_flip" if flip_average else ""))
     stem = f"{model.stem}{views}_{split}"
     (out_dir / f"{stem}.json").write_text(report.to_json())
     confusion_png(report, out_dir / f"{stem}_confusion.png")
@@ -180,6 +186,8 @@ def quantize(
                                                     "and average them (about twice the compute)")] = False,
     center_crop: Annotated[int, typer.Option(help="score the central N×N pixels scaled back up to 48×48 "
                                                   "(48: the whole face crop)")] = 48,
+    blur: Annotated[float, typer.Option(help="then soften that view by a Gaussian of S pixels, as augmentation's "
+                                             "resampling softens every training face (0: none)")] = 0.0,
 ) -> None:
     """Full-integer int8 TFLite model + manifest, with float-vs-int8 agreement on PublicTest and PrivateTest."""
     from trainer.quantize import QuantizeOptions
@@ -189,7 +197,8 @@ def quantize(
         path, comparison = run_quantize(QuantizeOptions(run_dir=run_dir, data=default_data(data), out=out,
                                                         checkpoint=checkpoint,
                                                         calibration_faces=calibration_faces,
-                                                        flip_average=flip_average, center_crop=center_crop))
+                                                        flip_average=flip_average, center_crop=center_crop,
+                                                        blur=blur))
     except UserError as exc:
         fail(str(exc))
     for split, figures in comparison.items():

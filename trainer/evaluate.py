@@ -62,14 +62,14 @@ def score(model: str, split: str, truth: np.ndarray, predicted: np.ndarray,
 
 
 def predict(model_path: Path, images: np.ndarray, threads: int = 2, flip_average: bool = False,
-            center_crop: int = 48) -> np.ndarray:
+            center_crop: int = 48, blur: float = 0.0) -> np.ndarray:
     """Class scores (n, labels) for uint8 faces (n, 48, 48). A .tflite runs through the daemon's classifier,
     so it sees exactly the manifest's preprocessing; a .keras checkpoint can score the views `quantize` would
-    build into its export (`flip_average`, `center_crop`)."""
+    build into its export (`flip_average`, `center_crop`, `blur`)."""
     if not model_path.is_file():
         raise UserError(f"{model_path}: model file not found")
-    if model_path.suffix == ".tflite" and (flip_average or center_crop != 48):
-        raise UserError(f"{model_path}: --flip-average and --center-crop apply to .keras checkpoints; "
+    if model_path.suffix == ".tflite" and (flip_average or center_crop != 48 or blur):
+        raise UserError(f"{model_path}: --flip-average, --center-crop and --blur apply to .keras checkpoints; "
                         "an exported model already holds its views")
     if model_path.suffix == ".tflite":
         from edge.classify import ClassifierOptions, EmotionClassifier
@@ -82,9 +82,9 @@ def predict(model_path: Path, images: np.ndarray, threads: int = 2, flip_average
                                      for i in range(0, len(images), BATCH)])
             return scores[:, [classifier.labels.index(label) for label in FER2013_LABELS]]
     if model_path.suffix == ".keras":
-        from trainer.models import load_float32, with_center_crop, with_flip_average
+        from trainer.models import load_float32, with_blur, with_center_crop, with_flip_average
 
-        model = with_center_crop(load_float32(model_path), center_crop)
+        model = with_center_crop(with_blur(load_float32(model_path), blur), center_crop)
         return predict_keras(with_flip_average(model) if flip_average else model, images)
     raise UserError(f"{model_path}: expected a .keras or .tflite model")
 

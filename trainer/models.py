@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 from keras import layers
 
 INPUT_SHAPE = (48, 48, 1)
@@ -121,6 +123,24 @@ def with_center_crop(model: keras.Model, crop: int) -> keras.Model:
     inputs = keras.Input(INPUT_SHAPE)
     view = layers.Resizing(side, side, interpolation="bilinear")(layers.CenterCrop(crop, crop)(inputs))
     return keras.Model(inputs, model(view), name=f"{model.name}_crop{crop}")
+
+
+def with_blur(model: keras.Model, sigma: float) -> keras.Model:
+    """The same network scoring the face softened by a Gaussian of `sigma` pixels: a test-time view inside the
+    graph that gives a sharp face the softness every training face has after augmentation's resampling steps."""
+    if not 0.0 <= sigma <= 2.0:
+        raise ValueError(f"expected 0-2 pixels, got {sigma:g}")
+    if sigma == 0.0:
+        return model
+    radius = math.ceil(3 * sigma)
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    taps /= taps.sum()
+    inputs = keras.Input(INPUT_SHAPE)
+    padded = keras.ops.pad(inputs, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="symmetric")
+    blur = layers.DepthwiseConv2D(2 * radius + 1, use_bias=False, trainable=False, name="blur")
+    view = blur(padded)
+    blur.set_weights([np.outer(taps, taps)[:, :, None, None]])
+    return keras.Model(inputs, model(view), name=f"{model.name}_blurred")
 
 
 def load_float32(path) -> keras.Model:

@@ -23,6 +23,7 @@ class QuantizeOptions:
     calibration_faces: int = 300
     flip_average: bool = False  # average the face's and its mirror image's scores inside the model
     center_crop: int = 48  # score the central N×N pixels scaled back up to 48×48 (48: the whole crop)
+    blur: float = 0.0  # then soften the view with a Gaussian of this many pixels (0: none)
     seed: int = 42
 
 
@@ -89,7 +90,7 @@ def _trained_on(run: dict) -> str:
 
 def quantize(options: QuantizeOptions) -> tuple[Path, dict]:
     """Export the run's best (or chosen) checkpoint as int8 and record int8 metrics and float-vs-int8 agreement."""
-    from trainer.models import load_float32, with_center_crop, with_flip_average
+    from trainer.models import load_float32, with_blur, with_center_crop, with_flip_average
 
     checkpoint = options.checkpoint or options.run_dir / "best.keras"
     run_json = options.run_dir / "run.json"
@@ -97,8 +98,13 @@ def quantize(options: QuantizeOptions) -> tuple[Path, dict]:
         if not path.is_file():
             raise UserError(f"{path}: not found; expected a checkpoint and run.json from `fer-trainer fit`")
     run = json.loads(run_json.read_text())
+    model = load_float32(checkpoint)
     try:
-        model = with_center_crop(load_float32(checkpoint), options.center_crop)
+        model = with_blur(model, options.blur)
+    except ValueError as exc:
+        raise UserError(f"--blur: {exc}") from None
+    try:
+        model = with_center_crop(model, options.center_crop)
     except ValueError as exc:
         raise UserError(f"--center-crop: {exc}") from None
     if options.flip_average:

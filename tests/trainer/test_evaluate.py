@@ -78,7 +78,7 @@ def test_views_of_an_exported_model_are_refused(int8_model: Path, fer_small: Pat
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 2
-    assert f"fer-trainer: {int8_model}: --flip-average and --center-crop apply to .keras" in result.stderr
+    assert f"fer-trainer: {int8_model}: --flip-average, --center-crop and --blur apply to .keras" in result.stderr
     assert "Traceback" not in result.stderr
 
 

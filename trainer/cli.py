@@ -60,6 +60,8 @@ def fit(
     schedule: Annotated[str, typer.Option(help="cosine (with one warm-up epoch) or constant")] = "cosine",
     label_smoothing: float = 0.1,
     augment: Annotated[str, typer.Option(help="none, tutorial, strong or heavy")] = "tutorial",
+    warp: Annotated[str, typer.Option(help="chained: resample each face once per geometric transform (the shipped "
+                                           "models' recipe); single: once for all four (sharper faces)")] = "chained",
     mix: Annotated[str, typer.Option(help="none, mixup or cutmix (mixes pairs of faces and their targets)")] = "none",
     width: Annotated[float, typer.Option(help="channel multiplier (cnn) or MobileNet alpha")] = 1.0,
     stage_convs: Annotated[str, typer.Option(help="cnn: 3×3 convs in each of the four stages")] = "2,2,2,2",
@@ -87,7 +89,8 @@ def fit(
     """Train on Training, keep the best checkpoint by PublicTest accuracy."""
     choices = {"labels": (labels, get_args(fer_data.LabelMode)),
                "schedule": (schedule, ("cosine", "constant")),
-               "augment": (augment, get_args(fer_data.Augment)), "mix": (mix, get_args(fer_data.Mix)),
+               "augment": (augment, get_args(fer_data.Augment)), "warp": (warp, get_args(fer_data.Warp)),
+               "mix": (mix, get_args(fer_data.Mix)),
                "distill": (distill_mode, get_args(distill.Mode)),
                "strategy": (strategy, ("default", "mirrored", "multi-worker")),
                "precision": (precision, ("float32", "mixed_bfloat16", "mixed_float16")),
@@ -112,7 +115,7 @@ def fit(
         options = FitOptions(
             data=default_data(data), run_dir=run_dir or Path("runs") / arch, arch=arch, labels=labels,
             epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, schedule=schedule,
-            label_smoothing=label_smoothing, augment=augment, mix=mix, width=width, input_size=input_size,
+            label_smoothing=label_smoothing, augment=augment, warp=warp, mix=mix, width=width, input_size=input_size,
             stage_convs=stages,
             strategy=strategy, precision=precision, seed=seed, limit=limit, resume=resume, init_from=init_from,
             teachers=tuple(teacher or ()), teacher_weight=teacher_weight, teacher_temperature=teacher_temperature,

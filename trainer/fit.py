@@ -39,6 +39,7 @@ class FitOptions:
     warmup_epochs: int = 1
     label_smoothing: float = 0.1
     augment: fer_data.Augment = "tutorial"
+    warp: fer_data.Warp = "chained"  # resample each face once per geometric transform, or once for all
     mix: fer_data.Mix = "none"
     width: float = 1.0
     stage_convs: tuple[int, ...] = (2, 2, 2, 2)
@@ -109,7 +110,7 @@ def fit(options: FitOptions, dataset: fer_data.Dataset | None = None) -> Path:
     strategy = make_strategy(options.strategy)
     batch_size = options.batch_size * strategy.num_replicas_in_sync
     train_ds = fer_data.as_tf_dataset(train, batch_size, train=True, seed=seed, augment=options.augment,
-                                      mix=options.mix, relabel=relabel)
+                                      warp=options.warp, mix=options.mix, relabel=relabel)
     val_ds = fer_data.as_tf_dataset(val, batch_size, train=False)
     steps_per_epoch = len(train) // batch_size
     if steps_per_epoch < 1:

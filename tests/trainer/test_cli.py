@@ -46,6 +46,7 @@ def _bad_folder(tmp_path: Path) -> Path:
         (lambda tmp: ["fit", "--stage-convs", "3,3"], "--stage-convs: expected four comma-separated counts of 1-4"),
         (lambda tmp: ["fit", "--stage-convs", "3,3,9,2"], "such as 3,3,3,2, got '3,3,9,2'"),
         (lambda tmp: ["fit", "--mix", "blend"], "--mix: expected one of none, mixup, cutmix, got 'blend'"),
+        (lambda tmp: ["fit", "--warp", "twice"], "--warp: expected one of chained, single, got 'twice'"),
         (lambda tmp: ["fit", "--teacher-weight", "1.5"], "--teacher-weight: expected 0.0-1.0, got 1.5"),
         (lambda tmp: ["fit", "--teacher-crop", "50"], "--teacher-crop: expected 24-48, got 50"),
         (lambda tmp: ["fit", "--distill", "later"], "--distill: expected one of offline, online, got 'later'"),
@@ -58,7 +59,7 @@ def _bad_folder(tmp_path: Path) -> Path:
          "--center-crop: expected 24-48, got 12"),
         (lambda tmp: ["evaluate", str(tmp / "a.keras"), "--blur", "3"], "--blur: expected 0-2 pixels, got 3"),
     ],
-    ids=["missing-data", "pixel-count", "class-folder", "arch", "epochs", "stage-count", "stage-text", "mix",
+    ids=["missing-data", "pixel-count", "class-folder", "arch", "epochs", "stage-count", "stage-text", "mix", "warp",
          "teacher-weight", "teacher-crop", "distill", "average-from",
          "evaluate-bad-csv", "quantize-empty", "quantize-checkpoint", "split", "evaluate-crop", "evaluate-blur"],
 )

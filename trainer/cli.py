@@ -49,6 +49,13 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def check_views(center_crop: int, blur: float) -> None:
+    if not 24 <= center_crop <= 48:
+        fail(f"--center-crop: expected 24-48, got {center_crop}")
+    if not 0 <= blur <= 2:
+        fail(f"--blur: expected 0-2 pixels, got {blur:g}")
+
+
 @app.command()
 def fit(
     data: Data = None,
@@ -149,10 +156,7 @@ def evaluate(
 
     if split not in fer_data.SPLITS:
         fail(f"--split: expected one of {', '.join(fer_data.SPLITS)}, got {split!r}")
-    if not 24 <= center_crop <= 48:
-        fail(f"--center-crop: expected 24-48, got {center_crop}")
-    if not 0 <= blur <= 2:
-        fail(f"--blur: expected 0-2 pixels, got {blur:g}")
+    check_views(center_crop, blur)
     try:
         faces = fer_data.load(default_data(data), labels).split(split)
         scores = predict(model, faces.images, flip_average=flip_average, center_crop=center_crop,
@@ -196,6 +200,7 @@ def quantize(
     from trainer.quantize import QuantizeOptions
     from trainer.quantize import quantize as run_quantize
 
+    check_views(center_crop, blur)
     try:
         path, comparison = run_quantize(QuantizeOptions(run_dir=run_dir, data=default_data(data), out=out,
                                                         checkpoint=checkpoint,

@@ -48,12 +48,12 @@ def online_targets(teachers: tuple[Path, ...], temperature: float, crop: int, we
 
 
 def _teacher_models(teachers: tuple[Path, ...], crop: int, precision: str = "float32") -> list:
-    from trainer.models import load_computing_in, with_center_crop, with_flip_average
+    from trainer.models import load_computing_in, with_views
 
     for path in teachers:
         if not path.is_file() or path.suffix != ".keras":
             raise UserError(f"{path}: teacher not found (expected a .keras checkpoint)")
-    return [with_flip_average(with_center_crop(load_computing_in(path, precision), crop)) for path in teachers]
+    return [with_views(load_computing_in(path, precision), center_crop=crop, flip_average=True) for path in teachers]
 
 
 def soften(probabilities: np.ndarray, temperature: float) -> np.ndarray:

@@ -82,10 +82,10 @@ def predict(model_path: Path, images: np.ndarray, threads: int = 2, flip_average
                                      for i in range(0, len(images), BATCH)])
             return scores[:, [classifier.labels.index(label) for label in FER2013_LABELS]]
     if model_path.suffix == ".keras":
-        from trainer.models import load_float32, with_blur, with_center_crop, with_flip_average
+        from trainer.models import load_float32, with_views
 
-        model = with_center_crop(with_blur(load_float32(model_path), blur), center_crop)
-        return predict_keras(with_flip_average(model) if flip_average else model, images)
+        model = with_views(load_float32(model_path), center_crop=center_crop, blur=blur, flip_average=flip_average)
+        return predict_keras(model, images)
     raise UserError(f"{model_path}: expected a .keras or .tflite model")
 
 

@@ -143,6 +143,13 @@ def with_blur(model: keras.Model, sigma: float) -> keras.Model:
     return keras.Model(inputs, model(view), name=f"{model.name}_blurred")
 
 
+def with_views(model: keras.Model, *, center_crop: int = 48, blur: float = 0.0,
+               flip_average: bool = False) -> keras.Model:
+    """The test-time views in their one order: crop the face, soften the crop, then average it with its mirror."""
+    model = with_center_crop(with_blur(model, blur), center_crop)
+    return with_flip_average(model) if flip_average else model
+
+
 def load_float32(path) -> keras.Model:
     """Load a checkpoint with every layer computing in float32, whatever precision it was trained in."""
     return load_computing_in(path, "float32")

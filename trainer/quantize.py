@@ -90,7 +90,7 @@ def _trained_on(run: dict) -> str:
 
 def quantize(options: QuantizeOptions) -> tuple[Path, dict]:
     """Export the run's best (or chosen) checkpoint as int8 and record int8 metrics and float-vs-int8 agreement."""
-    from trainer.models import load_float32, with_blur, with_center_crop, with_flip_average
+    from trainer.models import load_float32, with_views
 
     checkpoint = options.checkpoint or options.run_dir / "best.keras"
     run_json = options.run_dir / "run.json"
@@ -98,17 +98,8 @@ def quantize(options: QuantizeOptions) -> tuple[Path, dict]:
         if not path.is_file():
             raise UserError(f"{path}: not found; expected a checkpoint and run.json from `fer-trainer fit`")
     run = json.loads(run_json.read_text())
-    model = load_float32(checkpoint)
-    try:
-        model = with_blur(model, options.blur)
-    except ValueError as exc:
-        raise UserError(f"--blur: {exc}") from None
-    try:
-        model = with_center_crop(model, options.center_crop)
-    except ValueError as exc:
-        raise UserError(f"--center-crop: {exc}") from None
-    if options.flip_average:
-        model = with_flip_average(model)
+    model = with_views(load_float32(checkpoint), center_crop=options.center_crop, blur=options.blur,
+                       flip_average=options.flip_average)
     dataset = fer_data.load(options.data)
     calibration = dataset.split("Training").take(options.calibration_faces, options.seed).images
     out = options.out or options.run_dir / f"fer_{run['arch']}_int8.tflite"

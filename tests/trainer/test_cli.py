@@ -58,10 +58,14 @@ def _bad_folder(tmp_path: Path) -> Path:
         (lambda tmp: ["evaluate", str(tmp / "a.keras"), "--center-crop", "12"],
          "--center-crop: expected 24-48, got 12"),
         (lambda tmp: ["evaluate", str(tmp / "a.keras"), "--blur", "3"], "--blur: expected 0-2 pixels, got 3"),
+        (lambda tmp: ["quantize", "--run-dir", str(tmp), "--center-crop", "50"],
+         "--center-crop: expected 24-48, got 50"),
+        (lambda tmp: ["quantize", "--run-dir", str(tmp), "--blur", "3"], "--blur: expected 0-2 pixels, got 3"),
     ],
     ids=["missing-data", "pixel-count", "class-folder", "arch", "epochs", "stage-count", "stage-text", "mix", "warp",
          "teacher-weight", "teacher-crop", "distill", "average-from",
-         "evaluate-bad-csv", "quantize-empty", "quantize-checkpoint", "split", "evaluate-crop", "evaluate-blur"],
+         "evaluate-bad-csv", "quantize-empty", "quantize-checkpoint", "split", "evaluate-crop", "evaluate-blur",
+         "quantize-crop", "quantize-blur"],
 )
 def test_user_mistakes_exit_2_with_one_line(tmp_path: Path, args, expected: str) -> None:
     argv = args(tmp_path)

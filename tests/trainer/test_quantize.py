@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from edge.errors import UserError
 from edge.manifest import load_manifest
 from trainer.data import load
 from trainer.evaluate import predict, predict_keras
@@ -80,8 +79,8 @@ def test_center_crop_scores_the_closer_framing(tiny_run: Path, fer_small: Path, 
                                                calibration_faces=100, flip_average=True, center_crop=44))
     assert "crop44_flip_average" in load_manifest(out).architecture
     assert comparison["PublicTest"]["identical_predictions"] >= 0.9
-    with pytest.raises(UserError, match="--center-crop: expected 24-48 pixels, got 50"):
-        quantize(QuantizeOptions(run_dir=tiny_run, data=fer_small, center_crop=50))
+    with pytest.raises(ValueError, match="expected 24-48 pixels, got 50"):
+        with_center_crop(model, 50)
 
 
 def test_blur_scores_the_softened_face(tiny_run: Path, fer_small: Path, tmp_path: Path) -> None:
@@ -102,8 +101,8 @@ def test_blur_scores_the_softened_face(tiny_run: Path, fer_small: Path, tmp_path
                                                calibration_faces=100, flip_average=True, center_crop=46, blur=0.7))
     assert "blurred_crop46_flip_average" in load_manifest(out).architecture
     assert comparison["PublicTest"]["identical_predictions"] >= 0.9
-    with pytest.raises(UserError, match="--blur: expected 0-2 pixels, got 3"):
-        quantize(QuantizeOptions(run_dir=tiny_run, data=fer_small, blur=3.0))
+    with pytest.raises(ValueError, match="expected 0-2 pixels, got 3"):
+        with_blur(model, 3.0)
 
 
 def test_checkpoint_option_exports_that_checkpoint(tiny_run: Path, fer_small: Path, tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ mkdir -p "$OUT"
 .venv/bin/python benchmarks/stages.py --out "$OUT/stages.json" > /dev/null
 .venv/bin/python benchmarks/detection_quality.py --out "$OUT/detection_quality.json" > /dev/null
 .venv/bin/python benchmarks/skipping_quality.py --out "$OUT/skipping_quality.json" > /dev/null
+.venv/bin/python benchmarks/framing.py --out "$OUT/framing.json" > /dev/null
 if [ -x .venv/bin/py-spy ] || command -v py-spy > /dev/null; then  # pip install py-spy
   .venv/bin/python benchmarks/profile.py --config benchmarks/configs/before.toml --out "$OUT/profile_before.json" > /dev/null
   .venv/bin/python benchmarks/profile.py --config config.toml --out "$OUT/profile_after.json" > /dev/null

@@ -64,6 +64,8 @@ def fit(
     epochs: int = 40,
     batch_size: int = 64,
     learning_rate: Annotated[float, typer.Option("--lr", "--learning-rate")] = 1e-3,
+    optimizer: Annotated[str, typer.Option(help="adamw, or sgd (Nesterov momentum 0.9; give it a larger --lr, "
+                                                "such as 0.01)")] = "adamw",
     schedule: Annotated[str, typer.Option(help="cosine (with one warm-up epoch) or constant")] = "cosine",
     label_smoothing: float = 0.1,
     augment: Annotated[str, typer.Option(help="none, tutorial, strong or heavy")] = "tutorial",
@@ -95,7 +97,7 @@ def fit(
 ) -> None:
     """Train on Training, keep the best checkpoint by PublicTest accuracy."""
     choices = {"labels": (labels, get_args(fer_data.LabelMode)),
-               "schedule": (schedule, ("cosine", "constant")),
+               "optimizer": (optimizer, ("adamw", "sgd")), "schedule": (schedule, ("cosine", "constant")),
                "augment": (augment, get_args(fer_data.Augment)), "warp": (warp, get_args(fer_data.Warp)),
                "mix": (mix, get_args(fer_data.Mix)),
                "distill": (distill_mode, get_args(distill.Mode)),
@@ -121,7 +123,8 @@ def fit(
             typer.echo(f"fer-trainer: warning: {warning}", err=True)
         options = FitOptions(
             data=default_data(data), run_dir=run_dir or Path("runs") / arch, arch=arch, labels=labels,
-            epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, schedule=schedule,
+            epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, optimizer=optimizer,
+            schedule=schedule,
             label_smoothing=label_smoothing, augment=augment, warp=warp, mix=mix, width=width, input_size=input_size,
             stage_convs=stages,
             strategy=strategy, precision=precision, seed=seed, limit=limit, resume=resume, init_from=init_from,

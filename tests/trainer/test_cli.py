@@ -47,6 +47,7 @@ def _bad_folder(tmp_path: Path) -> Path:
         (lambda tmp: ["fit", "--stage-convs", "3,3,9,2"], "such as 3,3,3,2, got '3,3,9,2'"),
         (lambda tmp: ["fit", "--mix", "blend"], "--mix: expected one of none, mixup, cutmix, got 'blend'"),
         (lambda tmp: ["fit", "--warp", "twice"], "--warp: expected one of chained, single, got 'twice'"),
+        (lambda tmp: ["fit", "--optimizer", "adam"], "--optimizer: expected one of adamw, sgd, got 'adam'"),
         (lambda tmp: ["fit", "--teacher-weight", "1.5"], "--teacher-weight: expected 0.0-1.0, got 1.5"),
         (lambda tmp: ["fit", "--teacher-crop", "50"], "--teacher-crop: expected 24-48, got 50"),
         (lambda tmp: ["fit", "--distill", "later"], "--distill: expected one of offline, online, got 'later'"),
@@ -63,7 +64,7 @@ def _bad_folder(tmp_path: Path) -> Path:
         (lambda tmp: ["quantize", "--run-dir", str(tmp), "--blur", "3"], "--blur: expected 0-2 pixels, got 3"),
     ],
     ids=["missing-data", "pixel-count", "class-folder", "arch", "epochs", "stage-count", "stage-text", "mix", "warp",
-         "teacher-weight", "teacher-crop", "distill", "average-from",
+         "optimizer", "teacher-weight", "teacher-crop", "distill", "average-from",
          "evaluate-bad-csv", "quantize-empty", "quantize-checkpoint", "split", "evaluate-crop", "evaluate-blur",
          "quantize-crop", "quantize-blur"],
 )

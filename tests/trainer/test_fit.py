@@ -93,3 +93,14 @@ def test_rebuild_without_backup_is_refused(tmp_path: Path) -> None:
 def test_resume_without_backup_is_refused(fer_small: Path, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="nothing to resume"):
         fit(FitOptions(data=fer_small, run_dir=tmp_path / "new", resume=True))
+
+
+def test_sgd_trains_with_nesterov_momentum(fer_small: Path, tmp_path: Path) -> None:
+    import keras
+
+    run_dir = tmp_path / "sgd"
+    fit(FitOptions(data=fer_small, run_dir=run_dir, arch="cnn", width=0.25, epochs=1, batch_size=64,
+                   optimizer="sgd", learning_rate=0.01))
+    optimizer = keras.models.load_model(run_dir / "last.keras").optimizer.get_config()
+    assert optimizer["name"] == "sgd" and optimizer["nesterov"] and optimizer["momentum"] == 0.9
+    assert '"optimizer": "sgd"' in (run_dir / "run.json").read_text()

@@ -49,7 +49,8 @@ def through_detector(backend: str, margin: float, faces: np.ndarray, labels: np.
             if result and result.observations:
                 biggest = max(result.observations, key=lambda o: o.box.area)
                 predicted[i] = int(np.argmax(biggest.probabilities))
-                boxes.append([v / SCALE - (SIDE if k < 2 else 0) for k, v in enumerate(biggest.box.as_list())])
+                x, y, w, h = (value / SCALE for value in biggest.box.as_list())
+                boxes.append([x - SIDE, y - SIDE, w, h])  # in the face's own 48-pixel frame
     finally:
         inference.close()
     found = predicted >= 0

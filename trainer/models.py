@@ -112,41 +112,77 @@ def with_flip_average(model: keras.Model) -> keras.Model:
     return keras.Model(inputs, keras.ops.mean(scores, axis=0), name=f"{model.name}_flip_average")
 
 
-def with_center_crop(model: keras.Model, crop: int) -> keras.Model:
-    """The same network scoring the face's central `crop`×`crop` pixels scaled back up to 48×48: a test-time
-    view inside the graph (a closer framing than the crop the model is given), one-face contract unchanged."""
+def view_matrix(crop: int, sigma: float) -> np.ndarray:
+    """The 48×48 map one image axis goes through in the view: keep the central `crop` pixels (offset as Keras's
+    CenterCrop), scale them back up to 48 bilinearly (half-pixel centres, as cv2 and tf.image), then soften by a
+    Gaussian of `sigma` pixels with the edges mirrored (0: none)."""
     side = INPUT_SHAPE[0]
     if not 24 <= crop <= side:
         raise ValueError(f"expected 24-{side} pixels, got {crop}")
-    if crop == side:
-        return model
-    inputs = keras.Input(INPUT_SHAPE)
-    view = layers.Resizing(side, side, interpolation="bilinear")(layers.CenterCrop(crop, crop)(inputs))
-    return keras.Model(inputs, model(view), name=f"{model.name}_crop{crop}")
-
-
-def with_blur(model: keras.Model, sigma: float) -> keras.Model:
-    """The same network scoring the face softened by a Gaussian of `sigma` pixels: a test-time view inside the
-    graph that gives a sharp face the softness every training face has after augmentation's resampling steps."""
     if not 0.0 <= sigma <= 2.0:
         raise ValueError(f"expected 0-2 pixels, got {sigma:g}")
+    offset = (side - crop) // 2
+    scale_up = np.zeros((side, side))
+    for row, source in enumerate(np.clip((np.arange(side) + 0.5) * crop / side - 0.5, 0, crop - 1)):
+        low = min(int(source), crop - 2)
+        scale_up[row, offset + low: offset + low + 2] = (low + 1 - source, source - low)
     if sigma == 0.0:
-        return model
+        return on_int8_grid(scale_up)
     radius = math.ceil(3 * sigma)
     taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    taps /= taps.sum()
+    soften = np.zeros((side, side))
+    for row in range(side):
+        for tap, column in zip(taps / taps.sum(), range(row - radius, row + radius + 1)):
+            mirrored = -column - 1 if column < 0 else 2 * side - column - 1 if column >= side else column
+            soften[row, mirrored] += tap
+    return on_int8_grid(soften @ scale_up)
+
+
+def on_int8_grid(matrix: np.ndarray) -> np.ndarray:
+    """Each row of a non-negative map with rows summing to 1, moved to the nearest multiples of 1/N (N integer,
+    largest entry 127/N) that still sum to 1: the per-row int8 scale of the export then holds it exactly, so
+    int8 keeps every row's brightness."""
+    snapped = np.zeros_like(matrix)
+    for row, weights in enumerate(matrix):
+        steps = round(127 / weights.max())
+        units = weights * steps
+        whole = np.round(units)
+        whole[weights.argmax()] = 127
+        while whole.sum() != steps:  # move the remainder by single steps where rounding erred most
+            error = units - whole
+            error[weights.argmax()] = 0
+            if whole.sum() < steps:
+                whole[error.argmax()] += 1
+            else:
+                whole[np.where(whole > 0, error, np.inf).argmin()] -= 1
+        snapped[row] = whole / steps
+    return snapped
+
+
+def with_view(model: keras.Model, *, crop: int = 48, blur: float = 0.0) -> keras.Model:
+    """The same network scoring a test-time view of the face: its central `crop`×`crop` pixels scaled back up to
+    48×48 (a closer framing than training's), softened by a Gaussian of `blur` pixels (the softness every
+    training face has after augmentation's resampling). Both are linear in each axis, so the graph applies them
+    as one 48×48 matrix to the rows and then the columns: two small int8 matmuls, one-face contract unchanged."""
+    matrix = view_matrix(crop, blur)
+    if crop == INPUT_SHAPE[0] and blur == 0.0:
+        return model
+    side = INPUT_SHAPE[0]
+    along_axis = layers.Dense(side, use_bias=False, trainable=False, dtype="float32", name="view")
     inputs = keras.Input(INPUT_SHAPE)
-    padded = keras.ops.pad(inputs, [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="symmetric")
-    blur = layers.DepthwiseConv2D(2 * radius + 1, use_bias=False, trainable=False, name="blur")
-    view = blur(padded)
-    blur.set_weights([np.outer(taps, taps)[:, :, None, None]])
-    return keras.Model(inputs, model(view), name=f"{model.name}_blurred")
+    rows = keras.ops.reshape(along_axis(keras.ops.reshape(inputs, (-1, side))), (-1, side, side))
+    columns = along_axis(keras.ops.reshape(keras.ops.transpose(rows, (0, 2, 1)), (-1, side)))
+    view = keras.ops.reshape(keras.ops.transpose(keras.ops.reshape(columns, (-1, side, side)), (0, 2, 1)),
+                             (-1, *INPUT_SHAPE))
+    along_axis.set_weights([matrix.T.astype(np.float32)])
+    name = model.name + ("_blurred" if blur else "") + (f"_crop{crop}" if crop != side else "")
+    return keras.Model(inputs, model(view), name=name)
 
 
 def with_views(model: keras.Model, *, center_crop: int = 48, blur: float = 0.0,
                flip_average: bool = False) -> keras.Model:
     """The test-time views in their one order: crop the face, soften the crop, then average it with its mirror."""
-    model = with_center_crop(with_blur(model, blur), center_crop)
+    model = with_view(model, crop=center_crop, blur=blur)
     return with_flip_average(model) if flip_average else model
 
 

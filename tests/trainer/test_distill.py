@@ -13,7 +13,7 @@ from trainer import distill
 from trainer.data import load
 from trainer.evaluate import predict_keras
 from trainer.fit import FitOptions, fit
-from trainer.models import load_float32, with_center_crop, with_flip_average
+from trainer.models import load_float32, with_flip_average, with_view
 from trainer.quantize import export_int8
 
 
@@ -38,7 +38,7 @@ def test_teacher_crop_scores_the_central_pixels(tiny_run: Path, fer_small: Path)
     faces = load(fer_small).split("Training").take(64).images
     best = tiny_run / "best.keras"
     scores = distill.teacher_scores((best,), faces, temperature=1.0, crop=40)
-    expected = predict_keras(with_flip_average(with_center_crop(load_float32(best), 40)), faces)
+    expected = predict_keras(with_flip_average(with_view(load_float32(best), crop=40)), faces)
     np.testing.assert_allclose(scores, expected, atol=1e-4)
     whole = distill.teacher_scores((best,), faces, temperature=1.0)
     assert np.abs(scores - whole).max() > 1e-3

@@ -54,7 +54,7 @@ def test_evaluate_scores_a_checkpoint_with_the_export_views(tiny_run: Path, fer_
     """`--flip-average --center-crop 44` on a .keras checkpoint: the float figure of what `quantize` would export,
     for choosing views on PublicTest without scoring PrivateTest."""
     from trainer.evaluate import predict_keras
-    from trainer.models import load_float32, with_center_crop, with_flip_average
+    from trainer.models import load_float32, with_flip_average, with_view
 
     best = tiny_run / "best.keras"
     result = subprocess.run(
@@ -65,7 +65,7 @@ def test_evaluate_scores_a_checkpoint_with_the_export_views(tiny_run: Path, fer_
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "best_crop44_flip_PublicTest.json").read_text())
     faces = load(fer_small).split("PublicTest")
-    views = with_flip_average(with_center_crop(load_float32(best), 44))
+    views = with_flip_average(with_view(load_float32(best), crop=44))
     expected = score("views", "PublicTest", faces.labels, predict_keras(views, faces.images).argmax(axis=1))
     assert report["confusion"] == expected.confusion
     plain = score("plain", "PublicTest", faces.labels, predict_keras(load_float32(best), faces.images).argmax(axis=1))

@@ -1,11 +1,11 @@
-"""Architectures: the depth of the cnn's stages."""
+"""Architectures: the depth of the cnn's stages, and the test-time views wrapped around a network."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from trainer.models import ModelOptions, build, with_flip_average
+from trainer.models import ModelOptions, build, view_matrix, with_flip_average
 
 
 def test_cnn_stage_convs_set_the_depth_of_each_stage() -> None:
@@ -28,3 +28,25 @@ def test_flip_average_pairs_each_face_with_its_own_mirror() -> None:
     mirrors = faces[:, :, ::-1]
     expected = (model.predict(faces, verbose=0) + model.predict(mirrors, verbose=0)) / 2
     np.testing.assert_allclose(with_flip_average(model).predict(faces, verbose=0), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(("crop", "blur"), [(44, 0.0), (47, 0.5), (46, 0.7), (40, 1.3)])
+def test_view_matrix_crops_scales_and_blurs_as_cv2(crop: int, blur: float) -> None:
+    """The view applied as one matrix per axis is cv2's crop, bilinear resize and Gaussian blur to within a
+    grey level, and each row is whole multiples of its int8 step (at most 127 of them) summing to exactly 1."""
+    import cv2
+
+    faces = np.random.default_rng(1).integers(0, 256, (4, 48, 48)).astype(np.float32)
+    start = (48 - crop) // 2
+    expected = [cv2.resize(face[start:start + crop, start:start + crop], (48, 48), interpolation=cv2.INTER_LINEAR)
+                for face in faces]
+    if blur:
+        expected = [cv2.GaussianBlur(view, (0, 0), blur, borderType=cv2.BORDER_REFLECT) for view in expected]
+    matrix = view_matrix(crop, blur)
+    views = matrix @ faces @ matrix.T
+    assert np.abs(views - np.stack(expected)).max() < 1.5
+    assert np.abs(views - np.stack(expected)).mean() < 0.25
+    steps = np.round(127 / matrix.max(axis=1))[:, None]
+    np.testing.assert_allclose(matrix * steps, np.round(matrix * steps), atol=1e-9)
+    np.testing.assert_allclose(matrix.max(axis=1), 127 / steps[:, 0])
+    np.testing.assert_allclose(matrix.sum(axis=1), 1.0)

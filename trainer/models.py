@@ -132,7 +132,7 @@ def view_matrix(crop: int, sigma: float) -> np.ndarray:
     taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
     soften = np.zeros((side, side))
     for row in range(side):
-        for tap, column in zip(taps / taps.sum(), range(row - radius, row + radius + 1)):
+        for tap, column in zip(taps / taps.sum(), range(row - radius, row + radius + 1), strict=True):
             mirrored = -column - 1 if column < 0 else 2 * side - column - 1 if column >= side else column
             soften[row, mirrored] += tap
     return on_int8_grid(soften @ scale_up)

@@ -164,10 +164,9 @@ def with_view(model: keras.Model, *, crop: int = 48, blur: float = 0.0) -> keras
     48×48 (a closer framing than training's), softened by a Gaussian of `blur` pixels (the softness every
     training face has after augmentation's resampling). Both are linear in each axis, so the graph applies them
     as one 48×48 matrix to the rows and then the columns: two small int8 matmuls, one-face contract unchanged."""
-    matrix = view_matrix(crop, blur)
-    if crop == INPUT_SHAPE[0] and blur == 0.0:
+    side, matrix = INPUT_SHAPE[0], view_matrix(crop, blur)
+    if crop == side and blur == 0.0:
         return model
-    side = INPUT_SHAPE[0]
     along_axis = layers.Dense(side, use_bias=False, trainable=False, dtype="float32", name="view")
     inputs = keras.Input(INPUT_SHAPE)
     rows = keras.ops.reshape(along_axis(keras.ops.reshape(inputs, (-1, side))), (-1, side, side))

@@ -130,11 +130,8 @@ def view_matrix(crop: int, sigma: float) -> np.ndarray:
         return on_int8_grid(scale_up)
     radius = math.ceil(3 * sigma)
     taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    soften = np.zeros((side, side))
-    for row in range(side):
-        for tap, column in zip(taps / taps.sum(), range(row - radius, row + radius + 1), strict=True):
-            mirrored = -column - 1 if column < 0 else 2 * side - column - 1 if column >= side else column
-            soften[row, mirrored] += tap
+    mirrored = np.pad(np.eye(side), ((radius, radius), (0, 0)), mode="symmetric")  # edge pixels repeated outward
+    soften = sum(tap * mirrored[shift:shift + side] for shift, tap in enumerate(taps / taps.sum()))
     return on_int8_grid(soften @ scale_up)
 
 

@@ -94,8 +94,8 @@ def test_blur_scores_the_softened_face(tiny_run: Path, fer_small: Path, tmp_path
     softened = np.stack([cv2.GaussianBlur(face.astype(np.float32), (0, 0), 0.7, borderType=cv2.BORDER_REFLECT)
                          for face in faces])
     np.testing.assert_allclose(predict_keras(with_view(model, blur=0.7), faces), predict_keras(model, softened),
-                               atol=0.02)
-    assert not np.allclose(predict_keras(model, faces), predict_keras(model, softened), atol=1e-3)
+                               atol=5e-3)
+    assert not np.allclose(predict_keras(model, faces), predict_keras(model, softened), atol=5e-3)
     assert with_view(model, blur=0.0) is model
     out, comparison = quantize(QuantizeOptions(run_dir=tiny_run, data=fer_small, out=tmp_path / "blur.tflite",
                                                calibration_faces=100, flip_average=True, center_crop=46, blur=0.7))

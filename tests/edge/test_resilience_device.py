@@ -86,15 +86,20 @@ def test_3_a_deleted_source_is_retried_the_daemon_stays_up_and_the_watchdog_star
         snapshots = received(stats.messages, "stats")
         return snapshots[-1]["source"] if snapshots else {"frames_read": 0, "down": False}
 
+    def drained() -> bool:  # the frames read before the loss have left the pipeline: two snapshots agree
+        last = [snapshot["counters"].get("frames", 0) for snapshot in received(stats.messages, "stats")[-2:]]
+        return source()["down"] and len(last) == 2 and last[0] == last[1]
+
     try:
         assert wait_until(lambda: source()["frames_read"] > CLIP_FRAMES, 120), daemon.describe()  # it looped
         assert systemd.since(0, "READY=1") and systemd.since(0, "WATCHDOG=1")
         clip.unlink()
         assert wait_until(lambda: source()["down"], 60), daemon.describe()
-        down = time.monotonic()
+        assert wait_until(drained, 60), daemon.describe()
+        quiet = time.monotonic()
         time.sleep(4.0)  # eight watchdog intervals without a frame
         assert daemon.running, daemon.describe()
-        assert systemd.since(down + 1.0, "WATCHDOG=1") == [], "no frames, no pings"
+        assert systemd.since(quiet + 1.0, "WATCHDOG=1") == [], "no frames, no pings"
         assert any("source down" in text for text in systemd.since(0, "STATUS="))
         assert wait_until(lambda: (received(state.messages, "state") or [{}])[-1].get("source") == "down", 10)
         assert source()["reconnects"] >= 3 and source()["outages"] == 1

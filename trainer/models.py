@@ -161,7 +161,7 @@ def with_view(model: keras.Model, *, crop: int = 48, blur: float = 0.0) -> keras
     48×48 (a closer framing than training's), softened by a Gaussian of `blur` pixels (the softness every
     training face has after augmentation's resampling). Both are linear in each axis, so the graph applies them
     as one 48×48 matrix to the rows and then the columns: two small int8 matmuls, one-face contract unchanged."""
-    side, matrix = INPUT_SHAPE[0], view_matrix(crop, blur)
+    side = INPUT_SHAPE[0]
     if crop == side and blur == 0.0:
         return model
     along_axis = layers.Dense(side, use_bias=False, trainable=False, dtype="float32", name="view")
@@ -170,7 +170,7 @@ def with_view(model: keras.Model, *, crop: int = 48, blur: float = 0.0) -> keras
     columns = along_axis(keras.ops.reshape(keras.ops.transpose(rows, (0, 2, 1)), (-1, side)))
     view = keras.ops.reshape(keras.ops.transpose(keras.ops.reshape(columns, (-1, side, side)), (0, 2, 1)),
                              (-1, *INPUT_SHAPE))
-    along_axis.set_weights([matrix.T.astype(np.float32)])
+    along_axis.set_weights([view_matrix(crop, blur).T.astype(np.float32)])
     name = model.name + ("_blurred" if blur else "") + (f"_crop{crop}" if crop != side else "")
     return keras.Model(inputs, model(view), name=name)
 

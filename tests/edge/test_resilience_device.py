@@ -87,8 +87,9 @@ def test_3_a_deleted_source_is_retried_the_daemon_stays_up_and_the_watchdog_star
         return snapshots[-1]["source"] if snapshots else {"frames_read": 0, "down": False}
 
     def drained() -> bool:  # the frames read before the loss have left the pipeline: two snapshots agree
-        last = [snapshot["counters"].get("frames", 0) for snapshot in received(stats.messages, "stats")[-2:]]
-        return source()["down"] and len(last) == 2 and last[0] == last[1]
+        last = received(stats.messages, "stats")[-2:]
+        frames = [snapshot["counters"].get("frames", 0) for snapshot in last]
+        return len(last) == 2 and last[-1]["source"]["down"] and frames[0] == frames[1]
 
     try:
         assert wait_until(lambda: source()["frames_read"] > CLIP_FRAMES, 120), daemon.describe()  # it looped

@@ -35,7 +35,7 @@ def network(text: str) -> tuple[Path, int, float]:
 
 def tables(networks: list[tuple[Path, int, float]], data: Path) -> list[str]:
     faces = fer_data.load(data).split("PublicTest")
-    names = [path.stem for path, _, _ in networks]
+    names = [f"{p.parent.name}/{p.stem}" if p.stem in ("best", "last") else p.stem for p, _, _ in networks]
     scores = [predict(path, faces.images, flip_average=True, center_crop=crop, blur=blur)
               for path, crop, blur in networks]
     classes = [score.argmax(axis=1) for score in scores]

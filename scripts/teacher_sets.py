@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 
 from edge.errors import UserError  # noqa: E402
 from trainer import data as fer_data  # noqa: E402
-from trainer.evaluate import predict  # noqa: E402
+from trainer.evaluate import check_view, predict  # noqa: E402
 
 
 def network(text: str) -> tuple[Path, int, float]:
@@ -25,11 +25,11 @@ def network(text: str) -> tuple[Path, int, float]:
     crop, _, blur = view.partition(",")
     try:
         crop_px, blur_px = int(crop), float(blur or 0)
-    except ValueError:
-        crop_px = blur_px = -1
-    if not path or not 24 <= crop_px <= 48 or not 0 <= blur_px <= 2:
-        raise argparse.ArgumentTypeError(f"expected PATH@CROP[,BLUR] with a crop of 24-48 px and a blur of "
-                                         f"0-2 px, got {text!r}")
+        check_view(crop_px, blur_px)
+    except (ValueError, UserError) as exc:
+        raise argparse.ArgumentTypeError(f"expected PATH@CROP[,BLUR], got {text!r} ({exc})") from None
+    if not path:
+        raise argparse.ArgumentTypeError(f"expected PATH@CROP[,BLUR], got {text!r} (no path)")
     return Path(path), crop_px, blur_px
 
 

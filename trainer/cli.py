@@ -50,10 +50,12 @@ def fail(message: str) -> None:
 
 
 def check_views(center_crop: int, blur: float) -> None:
-    if not 24 <= center_crop <= 48:
-        fail(f"--center-crop: expected 24-48, got {center_crop}")
-    if not 0 <= blur <= 2:
-        fail(f"--blur: expected 0-2 pixels, got {blur:g}")
+    from trainer.evaluate import check_view
+
+    try:
+        check_view(center_crop, blur)
+    except UserError as exc:
+        fail(str(exc))
 
 
 @app.command()

@@ -61,6 +61,14 @@ def score(model: str, split: str, truth: np.ndarray, predicted: np.ndarray,
     )
 
 
+def check_view(center_crop: int, blur: float) -> None:
+    """The test-time views a checkpoint can be scored and exported at."""
+    if not 24 <= center_crop <= 48:
+        raise UserError(f"--center-crop: expected 24-48, got {center_crop}")
+    if not 0 <= blur <= 2:
+        raise UserError(f"--blur: expected 0-2 pixels, got {blur:g}")
+
+
 def predict(model_path: Path, images: np.ndarray, threads: int = 2, flip_average: bool = False,
             center_crop: int = 48, blur: float = 0.0) -> np.ndarray:
     """Class scores (n, labels) for uint8 faces (n, 48, 48). A .tflite runs through the daemon's classifier,

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 
 from edge.errors import UserError  # noqa: E402
 from trainer import data as fer_data  # noqa: E402
-from trainer.evaluate import predict  # noqa: E402
+from trainer.evaluate import check_view, predict  # noqa: E402
 
 View = tuple[int, float]  # central crop in pixels, then Gaussian blur in pixels
 
@@ -39,12 +39,15 @@ def sweep(checkpoints: list[Path], data: Path, views: list[View]) -> list[str]:
     return rows
 
 
-def numbers(text: str, kind: type, low: float, high: float) -> list | None:
+def views(crops: str, blurs: str) -> list[View]:
+    """Every central crop with every blur, each checked against the views an export can hold."""
     try:
-        values = [kind(value) for value in text.split(",")]
+        pairs = list(product((int(c) for c in crops.split(",")), (float(b) for b in blurs.split(","))))
     except ValueError:
-        return None
-    return values if all(low <= value <= high for value in values) else None
+        raise UserError(f"--crops/--blurs: expected comma-separated numbers, got {crops!r} and {blurs!r}") from None
+    for crop, blur in pairs:
+        check_view(crop, blur)
+    return pairs
 
 
 def main() -> None:
@@ -54,13 +57,8 @@ def main() -> None:
     parser.add_argument("--crops", default="45,46,47,48", help="comma-separated central crops, 24-48 px")
     parser.add_argument("--blurs", default="0", help="comma-separated Gaussian blurs, 0-2 px (0: none)")
     args = parser.parse_args()
-    crops, blurs = numbers(args.crops, int, 24, 48), numbers(args.blurs, float, 0, 2)
-    if crops is None:
-        sys.exit(f"sweep_views: --crops: expected comma-separated pixel counts 24-48, got {args.crops!r}")
-    if blurs is None:
-        sys.exit(f"sweep_views: --blurs: expected comma-separated pixels 0-2, got {args.blurs!r}")
     try:
-        print("\n".join(sweep(args.checkpoints, args.data, list(product(crops, blurs)))))
+        print("\n".join(sweep(args.checkpoints, args.data, views(args.crops, args.blurs))))
     except UserError as exc:
         sys.exit(f"sweep_views: {exc}")
 

@@ -46,7 +46,7 @@ def views(crops: str, blurs: str) -> list[View]:
     except ValueError:
         raise UserError(f"--crops/--blurs: expected comma-separated numbers, got {crops!r} and {blurs!r}") from None
     for crop, blur in pairs:
-        check_view(crop, blur)
+        check_view(crop, blur, flags=("--crops", "--blurs"))
     return pairs
 
 

@@ -25,7 +25,7 @@ def network(text: str) -> tuple[Path, int, float]:
     crop, _, blur = view.partition(",")
     try:
         crop_px, blur_px = int(crop), float(blur or 0)
-        check_view(crop_px, blur_px)
+        check_view(crop_px, blur_px, flags=("crop", "blur"))
     except (ValueError, UserError) as exc:
         raise argparse.ArgumentTypeError(f"expected PATH@CROP[,BLUR], got {text!r} ({exc})") from None
     if not path:

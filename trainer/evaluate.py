@@ -61,12 +61,12 @@ def score(model: str, split: str, truth: np.ndarray, predicted: np.ndarray,
     )
 
 
-def check_view(center_crop: int, blur: float) -> None:
-    """The test-time views a checkpoint can be scored and exported at."""
+def check_view(center_crop: int, blur: float, flags: tuple[str, str] = ("--center-crop", "--blur")) -> None:
+    """The test-time views a checkpoint can be scored and exported at; errors name the caller's `flags`."""
     if not 24 <= center_crop <= 48:
-        raise UserError(f"--center-crop: expected 24-48, got {center_crop}")
+        raise UserError(f"{flags[0]}: expected 24-48, got {center_crop}")
     if not 0 <= blur <= 2:
-        raise UserError(f"--blur: expected 0-2 pixels, got {blur:g}")
+        raise UserError(f"{flags[1]}: expected 0-2 pixels, got {blur:g}")
 
 
 def predict(model_path: Path, images: np.ndarray, threads: int = 2, flip_average: bool = False,
